@@ -1,0 +1,46 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both run the same installer first (`make install`), which creates .venv
+# inside the checkout and installs the pinned stack into it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp is newer than every file that decides what gets installed, so a
+# second `make install` on an unchanged checkout does nothing.
+STAMP := $(VENV)/.admin-installed
+INSTALL_INPUTS := envs/requirements.txt envs/requirements-fairseq.txt pyproject.toml
+CORES ?= all
+
+.PHONY: install demo test lint bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade -r envs/requirements.txt
+	@# fairseq-fixed: built against the torch above (no isolation) and without
+	@# its own requirements (they would pull another torch); see DESIGN notes.
+	$(PY) -m pip install --no-build-isolation --no-deps -r envs/requirements-fairseq.txt
+	$(PY) -m pip install --no-build-isolation --no-deps -e .
+	$(PY) -c 'import fairseq, snakemake, admin'
+	@touch $@
+
+demo: install
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check admin tests benchmarks
+	$(VENV)/bin/ruff format --check admin tests benchmarks
+
+bench: install
+	$(VENV)/bin/python -m benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
