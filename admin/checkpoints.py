@@ -1,0 +1,35 @@
+"""Loading fairseq checkpoints under torch's weights-only unpickler.
+
+torch >= 2.6 loads with ``weights_only=True``.  fairseq checkpoints hold one
+plain Python object beside tensors and containers (the argparse ``Namespace``
+of the run), which that unpickler rejects.  Rather than switching the check
+off, we allow exactly that type; anything else in a pickle (e.g. a callable)
+is still refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import torch
+
+# Exactly what fairseq 0.12 checkpoints need beyond tensors and containers:
+# the run's argparse Namespace, nested in the saved config.
+SAFE_CHECKPOINT_GLOBALS: list[Any] = [argparse.Namespace]
+
+
+def allow_fairseq_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` accept fairseq's checkpoint metadata.
+
+    fairseq calls ``torch.load`` itself (training resume, ``fairseq-generate``),
+    so the plugin registers these types once when it is imported.
+    """
+    torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a fairseq checkpoint on CPU with the weights-only check on."""
+    with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
+        return torch.load(path, map_location="cpu", weights_only=True)
