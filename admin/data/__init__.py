@@ -1,0 +1,1 @@
+"""Pipeline steps that fetch and prepare parallel corpora, and the embedded demo corpus."""
