@@ -9,7 +9,8 @@ Per line, per language:
 1. Stray HTML entities are undone: the raw files contain ``&amp;`` (16 lines of train.en,
    1 of train.de) and one broken ``&amp,`` ("H&amp, R Block"); both become ``&``.  Left in,
    the tokenizer would escape them again into "stone &amp; amp ; tile" (as the official
-   ``tok/`` files have it).  Bare ``&`` is left alone (the tokenizer escapes it once).
+   ``tok/`` files have it).  Bare ``&`` is left alone (the tokenizer escapes it once), and
+   so is train.de line 12918 "Jeans & amp und", where the translator typed "& amp".
 2. Then the dataset's own ``scripts/task1-tokenize.sh`` pipeline, with the current Moses
    scripts: ``lowercase.perl | normalize-punctuation.perl -l L | tokenizer.perl -l L``.
    No-break spaces (U+00A0, 44 lines of train.de), the TAB and trailing whitespace are
