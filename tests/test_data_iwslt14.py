@@ -94,7 +94,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dic
             "--dataset", "iwslt14_de_en",
             "--out", str(work / "archives"),
             "--lock", str(lock),
-            "--mirror", f"{base}/fairseq/iwslt14",
+            "--mirror", f"{base}/fairseq/iwslt14", "--mirrors-only",
         )  # fmt: skip
         assert dl.returncode == 0, dl.stderr
         sent_first = state.bytes_sent
@@ -104,7 +104,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dic
             "--dataset", "iwslt14_de_en",
             "--out", str(work / "archives"),
             "--lock", str(lock),
-            "--mirror", f"{base}/fairseq/iwslt14",
+            "--mirror", f"{base}/fairseq/iwslt14", "--mirrors-only",
         )  # fmt: skip
         assert again.returncode == 0, again.stderr
         sent_second = state.bytes_sent - sent_first

@@ -46,7 +46,8 @@ class ApplyBPE:
 
 def learn_codes(train_files: Sequence[Path], merges: int, out: Path, workers: int = 1) -> None:
     """``cat train_files | learn_bpe.py -s merges > out``."""
-    with atomic_path(out.parent / f".{out.name}.train") as joined:
+    joined = out.parent / f".{out.name}.train"  # scratch file, always removed
+    try:
         concat_files(train_files, joined)
         with (
             open(joined, encoding="utf-8") as infile,
@@ -56,7 +57,8 @@ def learn_codes(train_files: Sequence[Path], merges: int, out: Path, workers: in
             # subword-nmt's parallel vocabulary count merges chunks in file order, so the
             # codes equal the single-process ones (tests check this).
             learn_bpe(infile, outfile, merges, num_workers=max(1, workers))
-        joined.unlink()
+    finally:
+        joined.unlink(missing_ok=True)
 
 
 def check_codes(codes: Path) -> None:

@@ -2,7 +2,7 @@
 
     python -m admin.data.download --dataset NAME --out DIR
         [--lock config/checksums.lock.json] [--offline-dir DIR] [--mirror BASE_URL ...]
-        [--retries N] [--only FILENAME ...]
+        [--mirrors-only] [--retries N] [--only FILENAME ...]
 
 Each archive lands in ``DIR/<filename>`` only once its checksum is verified.  While it
 downloads it is ``DIR/.<filename>.part``; an interrupted download resumes from there with
@@ -259,6 +259,7 @@ def fetch_archive(
     mirrors: Sequence[str] = (),
     retries: int = 3,
     timeout: float = 60.0,
+    mirrors_only: bool = False,
 ) -> Path:
     """Make ``out_dir/<filename>`` a verified copy of ``archive``; return its path."""
     out_dir = Path(out_dir)
@@ -287,7 +288,9 @@ def fetch_archive(
             lock.record(archive.filename, digests, source.resolve().as_uri())
         return final
 
-    urls = [f"{base.rstrip('/')}/{archive.filename}" for base in mirrors] + list(archive.urls)
+    urls = [f"{base.rstrip('/')}/{archive.filename}" for base in mirrors]
+    if not mirrors_only:
+        urls += archive.urls
     part = out_dir / f".{archive.filename}.part"
     failures = []
     for url in urls:
@@ -334,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--mirror", action="append", default=[], help="base URL tried before the registry's"
     )
+    parser.add_argument(
+        "--mirrors-only", action="store_true", help="never fall back to the registry's URLs"
+    )
     parser.add_argument("--only", action="append", help="fetch only this archive (repeatable)")
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -356,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mirrors=args.mirror,
             retries=args.retries,
             timeout=args.timeout,
+            mirrors_only=args.mirrors_only,
         )
         print(f"ok {path}")
     return 0

@@ -1,0 +1,93 @@
+"""Generic path (as the demo uses it): tokenize -> learn/apply BPE -> fairseq binarize."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from admin.data.bpe import run_bpe
+from admin.data.tokenize import tokenize_corpus
+from admin.errors import AdminError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    work = tmp_path_factory.mktemp("generic")
+    raw = work / "raw"
+    raw.mkdir()
+    toy = shared_data / "opennmt_py_toy_en_de"
+    src = (toy / "src-train.txt").read_text(encoding="utf-8").split("\n")
+    tgt = (toy / "tgt-train.txt").read_text(encoding="utf-8").split("\n")
+    for split, (lo, hi) in {
+        "train": (0, 1500),
+        "valid": (1500, 1600),
+        "test": (1600, 1700),
+    }.items():
+        _write(raw / f"{split}.xx", src[lo:hi])
+        _write(raw / f"{split}.yy", tgt[lo:hi])
+    tokenize_corpus(raw, work / "tok", "xx", "yy", lowercase=True, workers=2)
+    return work / "tok"
+
+
+def test_tokenized_folder(tokenized: Path) -> None:
+    names = sorted(p.name for p in tokenized.iterdir())
+    assert names == sorted(
+        f"{s}.{lang}" for s in ("train", "valid", "test") for lang in ("xx", "yy")
+    )
+    assert len((tokenized / "train.xx").read_text().split("\n")) == 1501
+
+
+def test_bpe_parallel_equals_single_process(tokenized: Path, tmp_path: Path) -> None:
+    run_bpe(tokenized, tmp_path / "one", "xx", "yy", merges=300, workers=1)
+    run_bpe(tokenized, tmp_path / "two", "xx", "yy", merges=300, workers=2)
+    for name in ["code"] + [
+        f"{s}.{lang}" for s in ("train", "valid", "test") for lang in ("xx", "yy")
+    ]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    code = (tmp_path / "one" / "code").read_text().split("\n")
+    assert code[0] == "#version: 0.2" and len(code) == 302
+    assert "@@ " in (tmp_path / "one" / "train.xx").read_text()
+    # supplied codes give the same result as learned ones
+    run_bpe(tokenized, tmp_path / "given", "xx", "yy", codes=tmp_path / "one" / "code")
+    assert (tmp_path / "given" / "test.yy").read_bytes() == (
+        tmp_path / "one" / "test.yy"
+    ).read_bytes()
+    with pytest.raises(AdminError, match="exactly one of --merges N and --codes FILE"):
+        run_bpe(tokenized, tmp_path / "x", "xx", "yy")
+
+
+def test_post_bpe_clean_and_binarize_cli(tokenized: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
+        )
+
+    bpe = cli("admin.data.bpe", "--src", "xx", "--tgt", "yy", "--in", str(tokenized),
+              "--out", str(tmp_path / "bpe"), "--merges", "200", "--post-clean", "1.5", "1", "40",
+              "--workers", "2")  # fmt: skip
+    assert bpe.returncode == 0, bpe.stderr
+    train = (tmp_path / "bpe" / "train.xx").read_text().split("\n")[:-1]
+    assert 0 < len(train) < 1500 and all(1 <= len(t.split()) <= 40 for t in train)
+    assert len((tmp_path / "bpe" / "test.xx").read_text().split("\n")[:-1]) == 100
+    out = tmp_path / "data-bin"
+    binz = cli("admin.data.binarize", "--src", "xx", "--tgt", "yy", "--in",
+               str(tmp_path / "bpe"), "--out", str(out), "--workers", "2")  # fmt: skip
+    assert binz.returncode == 0, binz.stderr
+    assert (out / "dict.xx.txt").read_bytes() == (out / "dict.yy.txt").read_bytes()
+    for split in ("train", "valid", "test"):
+        for lang in ("xx", "yy"):
+            for ext in ("bin", "idx"):
+                assert (out / f"{split}.xx-yy.{lang}.{ext}").stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
