@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from admin.errors import AdminError
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
+) -> None:
     """Run ``main``; an :class:`AdminError` becomes a one-line message and exit code 2."""
     try:
         code = main(argv)

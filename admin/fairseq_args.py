@@ -14,7 +14,8 @@ from admin.errors import AdminError
 
 
 def to_argv(hparams: Mapping[str, Any]) -> list[str]:
-    """``{"lr": 5e-4, "share_all_embeddings": True}`` -> ``["--lr", "0.0005", "--share-all-embeddings"]``.
+    """Map ``{"lr": 5e-4, "share_all_embeddings": True}`` to
+    ``["--lr", "0.0005", "--share-all-embeddings"]``.
 
     ``True`` is a bare flag; ``False`` and ``None`` are left out; lists become
     comma-separated values (fairseq's convention for e.g. ``--lr``).

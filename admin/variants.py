@@ -64,7 +64,9 @@ def needs_profile(variant: str) -> bool:
     return VARIANTS[variant][0] == "adaptive"
 
 
-def fairseq_flags(variant: str, profile: str | None = None, *, profiling: bool = False) -> list[str]:
+def fairseq_flags(
+    variant: str, profile: str | None = None, *, profiling: bool = False
+) -> list[str]:
     """The ``fairseq-train`` flags that select ``variant``.
 
     ``profiling=True`` gives the flags of Admin's profiling run instead.

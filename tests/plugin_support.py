@@ -56,11 +56,11 @@ def first_batch(task: Any, split: str = "valid", max_tokens: int = 1500) -> dict
     return next(iter(itr))
 
 
-def fairseq_cli(tool: str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def fairseq_cli(
+    tool: str, *args: str, cwd: Path, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a fairseq console script from the project's environment."""
-    proc = subprocess.run(
-        [str(VENV_BIN / tool), *args], cwd=cwd, capture_output=True, text=True
-    )
+    proc = subprocess.run([str(VENV_BIN / tool), *args], cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{tool} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from fairseq import criterions
 
 from admin import profiling

@@ -51,7 +51,9 @@ def _recompute(inputs, branches):
     r, omegas = 1.0, []
     for x, f in zip(inputs, branches, strict=True):
         omegas.append(r)
-        r = math.sqrt((x.double() * r).var(unbiased=False).item() + f.double().var(unbiased=False).item())
+        r = math.sqrt(
+            (x.double() * r).var(unbiased=False).item() + f.double().var(unbiased=False).item()
+        )
     return omegas
 
 

@@ -87,9 +87,7 @@ class AdminEncoderLayer(_ResidualVariant, TransformerEncoderLayerBase):
 class AdminDecoderLayer(_ResidualVariant, TransformerDecoderLayerBase):
     n_sublayers = 3  # self-attention, cross-attention, feed-forward
 
-    def __init__(
-        self, cfg: Any, init_type: str, omega: float = 1.0, no_encoder_attn: bool = False
-    ):
+    def __init__(self, cfg: Any, init_type: str, omega: float = 1.0, no_encoder_attn: bool = False):
         if no_encoder_attn:
             raise ValueError("admin_transformer decoder layers need encoder attention")
         super().__init__(cfg, no_encoder_attn=False)

@@ -6,7 +6,6 @@ original RAdam code used by Transformer-Clinic (weight decay applied to the
 weights directly, scaled by the learning rate).
 """
 
-
 import ast
 from collections.abc import Collection
 from dataclasses import dataclass, field
