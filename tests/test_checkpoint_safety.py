@@ -1,0 +1,73 @@
+"""Checkpoints load with torch's weights-only check on; nothing else is allowed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from admin.checkpoints import SAFE_CHECKPOINT_GLOBALS, load_checkpoint
+
+
+class _Exploit:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _fairseq_like(path):
+    torch.save(
+        {
+            "cfg": {"model": argparse.Namespace(arch="admin_transformer", encoder_layers=3)},
+            "model": {"w": torch.ones(2)},
+        },
+        path,
+    )
+
+
+def test_allowlist_is_exactly_the_namespace():
+    assert SAFE_CHECKPOINT_GLOBALS == [argparse.Namespace]
+
+
+def test_fairseq_checkpoint_loads(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    _fairseq_like(path)
+    state = load_checkpoint(path)
+    assert state["cfg"]["model"].encoder_layers == 3
+    assert torch.equal(state["model"]["w"], torch.ones(2))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "x": _Exploit(str(marker))}, path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_plugin_import_keeps_weights_only_on(tmp_path):
+    """After the plugin registers itself (as fairseq-train/generate do), plain
+    torch.load still refuses arbitrary globals but accepts fairseq checkpoints."""
+    good, evil, marker = tmp_path / "good.pt", tmp_path / "evil.pt", tmp_path / "pwned"
+    _fairseq_like(good)
+    torch.save({"x": _Exploit(str(marker))}, evil)
+    code = f"""
+import pickle, torch, fairseq
+import admin.fairseq_plugin
+torch.load({str(good)!r})
+try:
+    torch.load({str(evil)!r})
+except pickle.UnpicklingError as err:
+    print("refused:", "Weights only load failed" in str(err))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "refused: True" in out.stdout
+    assert not marker.exists()
