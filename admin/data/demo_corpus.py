@@ -430,16 +430,16 @@ class _Sampler:
         if np.plural and np.det.en_pl in ("the", "", "these", "those", "my", "our", "their"):
             if self.chance(0.3):
                 np.number = self.rng.choice(_NUMBERS)
-        n_adj = self.rng.choices((0, 1, 2), cum_weights=(0.55, 0.9, 1.0))[0]
+        n_adj = self.rng.choices((0, 1, 2), cum_weights=(0.65, 0.95, 1.0))[0]
         for _ in range(n_adj):
             np.adjs.append(self.adjective(np.noun, np.adjs))
         if not np.noun.animate and self.chance(0.18):
             np.modifier = self.noun("t")
-        if top and np.det.en_sg == "the" and not np.plural and self.chance(0.1):
+        if top and np.det.en_sg == "the" and not np.plural and self.chance(0.06):
             np.gen = self.np("*", top=False, allow_pron=False)
             if np.gen.det is not None and not np.gen.det.tgt:
                 np.gen.det = _DETS[0]  # the genitive needs a determiner to carry its case
-        elif top and self.chance(0.08):
+        elif top and self.chance(0.06):
             np.rel = self.relative(np)
         return np
 
@@ -485,7 +485,7 @@ class _Sampler:
         if self.chance(0.12):
             cl = self.copular(tense, top)
         else:
-            frames, cum = ("itdc", (25, 70, 82, 100)) if top else ("itd", (3, 8, 9))
+            frames, cum = ("itdc", (25, 75, 87, 100)) if top else ("itd", (3, 8, 9))
             verb = self.verb(self.rng.choices(frames, cum_weights=cum)[0])
             cl = Clause(self.np(verb.subj, top), verb, tense)
             if verb.frame in "td":
@@ -497,11 +497,11 @@ class _Sampler:
                 cl.comp = self.clause(top=False)
                 cl.comp_that = self.chance(0.7)
             if verb.frame != "c":  # a PP before a bare complement clause would read ambiguously
-                cl.pps = self.pps(0.3 if top else 0.15)
+                cl.pps = self.pps(0.2 if top else 0.1)
             if cl.subj.animate and self.chance(0.15):
                 cl.manner = self.rng.choice(self.lex.manner)
         self.adverbs(cl, top)
-        if top and cl.comp is None and self.chance(0.25):
+        if top and cl.comp is None and self.chance(0.15):
             cl.sub, cl.conj = self.clause(top=False), self.rng.choice(_CONJS)
             cl.sub_front = self.chance(0.4)
         return cl
@@ -528,7 +528,7 @@ class _Sampler:
 
     def sentence(self) -> tuple[Clause, bool]:
         """A main clause and whether it is a yes/no question."""
-        if self.chance(0.12):
+        if self.chance(0.15):
             tense = self.tense()
             cl = self.copular(tense, top=False) if self.chance(0.3) else None
             if cl is None:
