@@ -1,0 +1,280 @@
+"""Helpers for the tests that use SLURM: the local cluster, profile overlays,
+Snakemake runs through the project's profile, and the plugin's sbatch lines.
+
+A test that needs a running SLURM cluster calls :func:`require_slurm`. Without a
+cluster it skips with the reason; with ``ADMIN_REQUIRE_SLURM=1`` (CI sets it) the
+skip becomes a failure, so CI can never pass without having run these tests.
+Start the cluster with ``bash scripts/slurm-local-cluster.sh start`` (as root).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE_DIR = REPO / "slurm"
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+SNAKEMAKE = str(VENV_BIN / "snakemake") if (VENV_BIN / "snakemake").exists() else "snakemake"
+START_HINT = "start one with: sudo bash scripts/slurm-local-cluster.sh start"
+
+# The executor plugin logs one such line per sbatch submission.
+SUBMITTED_RE = re.compile(
+    r"Job (?P<job>\d+) has been submitted with SLURM jobid (?P<slurm>\d+) \(log: (?P<log>[^)]*)\)"
+)
+
+
+def slurm_required() -> bool:
+    return os.environ.get("ADMIN_REQUIRE_SLURM", "") not in ("", "0", "false", "no")
+
+
+@functools.lru_cache(maxsize=1)
+def cluster_problem() -> str | None:
+    """Why no SLURM cluster can take jobs here, or None when one can."""
+    for tool in ("sinfo", "sbatch", "squeue", "srun", "scontrol"):
+        if shutil.which(tool) is None:
+            return f"no SLURM cluster: `{tool}` is not on PATH ({START_HINT})"
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%P %a %t"], capture_output=True, text=True, timeout=15
+        )
+    except subprocess.TimeoutExpired:
+        return f"no SLURM cluster: `sinfo` did not answer within 15 s ({START_HINT})"
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        why = lines[-1] if lines else f"exit status {out.returncode}"
+        return f"no SLURM cluster: `sinfo` failed: {why} ({START_HINT})"
+    usable = [
+        line
+        for line in out.stdout.splitlines()
+        if len(line.split()) == 3
+        and line.split()[1] == "up"
+        and line.split()[2] in ("idle", "mix", "alloc", "comp")
+    ]
+    if not usable:
+        return f"no SLURM node can take jobs (sinfo: {out.stdout.strip()!r}) ({START_HINT})"
+    return None
+
+
+def require_slurm() -> None:
+    """Skip (or, with ADMIN_REQUIRE_SLURM=1, fail) unless a SLURM cluster answers."""
+    problem = cluster_problem()
+    if problem is None:
+        return
+    if slurm_required():
+        pytest.fail(f"ADMIN_REQUIRE_SLURM is set but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def default_partition() -> str:
+    """The cluster's default partition (marked `*` by sinfo), else the first one."""
+    out = subprocess.run(
+        ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True, timeout=15
+    ).stdout.split()
+    for name in out:
+        if name.endswith("*"):
+            return name[:-1]
+    return out[0]
+
+
+def load_profile() -> dict[str, Any]:
+    return yaml.safe_load((PROFILE_DIR / "config.yaml").read_text(encoding="utf-8"))
+
+
+def write_local_overlay(dest: Path, partition: str, **extra: Any) -> Path:
+    """A profile to give after ``--profile slurm``: it fills the partition
+    placeholders with the local partition and sets what a cluster without
+    slurmdbd needs (squeue for status) and what makes tests quick.
+
+    Snakemake merges profiles by top-level key, so the keys that hold the
+    placeholders (default-resources, set-resources) are copied from the project's
+    profile with the placeholders filled; every other key of the project's profile
+    stays in force.
+    """
+    base = load_profile()
+    default_resources = dict(base.get("default-resources") or {})
+    default_resources["slurm_partition"] = partition
+    set_resources = {rule: dict(res) for rule, res in (base.get("set-resources") or {}).items()}
+    for res in set_resources.values():
+        if "slurm_partition" in res:
+            res["slurm_partition"] = partition
+    overlay: dict[str, Any] = {
+        "default-resources": default_resources,
+        "set-resources": set_resources,
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+        "latency-wait": 10,
+    }
+    overlay.update(extra)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+def run_snakemake(
+    args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    # Snakemake must submit, not believe it already runs inside a job.
+    for key in list(full_env):
+        if key.startswith(("SLURM_", "SBATCH_", "SRUN_")):
+            del full_env[key]
+    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [SNAKEMAKE, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def submissions(log_text: str) -> list[dict[str, str]]:
+    """The plugin's 'submitted with SLURM jobid' lines, as dicts."""
+    return [m.groupdict() for m in SUBMITTED_RE.finditer(log_text)]
+
+
+def squeue_fields(job_id: str, fmt: str) -> str:
+    """``squeue`` fields of a job, finished ones included (MinJobAge is long on
+    the local cluster)."""
+    return subprocess.run(
+        ["squeue", "--states=all", "--noheader", "-j", job_id, "-o", fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=15,
+    ).stdout.strip()
+
+
+def cancel_run_jobs(log_text: str) -> None:
+    """scancel every job a run submitted (cleanup after a failed test)."""
+    ids = [s["slurm"] for s in submissions(log_text)]
+    if ids and shutil.which("scancel"):
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
+
+
+# --- sbatch lines without a cluster ----------------------------------------------
+
+
+def dry_run_jobs(snakefile_dir: Path, args: list[str], workdir: Path) -> list[dict[str, Any]]:
+    """Jobs as Snakemake plans them (``-n``): rule, threads and evaluated resources.
+
+    ``args`` carries the profile(s), config and targets. ``--cores`` is set large so
+    that threads are not clamped to the dry-run's single core.
+    """
+    proc = run_snakemake(
+        ["-n", "--cores", "256", "--snakefile", str(snakefile_dir / "Snakefile"), *args],
+        cwd=workdir,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake -n failed:\n{proc.stdout}\n{proc.stderr}")
+    return parse_job_infos(proc.stdout + proc.stderr)
+
+
+_RULE_RE = re.compile(r"^(?:local)?rule (?P<rule>\w+):\s*$")
+
+
+def parse_job_infos(text: str) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _RULE_RE.match(line)
+        if m:
+            current = {
+                "rule": m.group("rule"),
+                "threads": 1,
+                "resources": {},
+                "local": raw.lstrip().startswith("localrule"),
+            }
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        if line.startswith("threads:"):
+            current["threads"] = int(line.split(":", 1)[1])
+        elif line.startswith("resources:"):
+            body = line.split(":", 1)[1].strip()
+            for item in re.split(r", (?=\w+=)", body):
+                key, _, value = item.partition("=")
+                current["resources"][key] = _typed(value)
+        elif line.startswith("wildcards:"):
+            current["wildcards"] = line.split(":", 1)[1].strip()
+    return jobs
+
+
+def _typed(value: str) -> Any:
+    if re.fullmatch(r"-?\d+", value):
+        return int(value)
+    return value
+
+
+def mock_job(rule: str, threads: int, resources: dict[str, Any]) -> MagicMock:
+    """A job object shaped like the ones the plugin's own tests build."""
+    res = SimpleNamespace(**resources)
+    res.get = lambda key, default=None: getattr(res, key, default)
+    res.keys = lambda: list(vars(res).keys() - {"get", "keys"})
+    job = MagicMock()
+    job.resources = res
+    job.name = rule
+    job.threads = threads
+    job.wildcards = {}
+    job.is_group.return_value = False
+    job.jobid = 1
+    return job
+
+
+def sbatch_line(job: MagicMock, settings: Any = None) -> str:
+    """The sbatch command the plugin submits for ``job`` (without --wrap)."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    partition = job.resources.get("slurm_partition")
+    account = job.resources.get("slurm_account")
+    params = {
+        "run_uuid": "RUN-UUID",
+        "slurm_logfile": f".snakemake/slurm_logs/rule_{job.name}/%j.log",
+        "comment_str": f"rule_{job.name}",
+        "account": f" -A {account}" if account else "",
+        "partition": f" -p {partition}" if partition else "",
+        "workdir": str(REPO),
+    }
+    return get_submit_command(job, params, settings=settings) + set_gres_string(job)
+
+
+def jobstep_srun_prefix(job: MagicMock, slurm_gpus_env: str | None) -> str:
+    """The ``srun`` line the jobstep executor wraps a non-MPI job's command in,
+    inside the allocation (``slurm_gpus_env`` = the job's $SLURM_GPUS)."""
+    from snakemake_executor_plugin_slurm_jobstep import (
+        get_cpu_setting,
+        get_gpu_setting,
+        get_node_setting,
+    )
+
+    parts = [
+        "srun -n1 --cpu-bind=q",
+        get_cpu_setting(job, slurm_gpus_env),
+        get_gpu_setting(job),
+        get_node_setting(job),
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def python() -> str:
+    return sys.executable
