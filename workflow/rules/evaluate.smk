@@ -1,0 +1,58 @@
+# Checkpoint averaging, then fairseq-generate and the scores of each run.
+
+
+rule average:
+    input:
+        status=f"{RUN}/status.json",
+    output:
+        average=f"{RUN}/average.json",
+    log:
+        f"{RUN_LOGS}/average.log",
+    benchmark:
+        f"{RUN_BENCHMARKS}/average.tsv"
+    conda:
+        "../../envs/admin.yaml"
+    threads: res("average", "cpus")
+    resources:
+        mem_mb=res("average", "mem_mb"),
+        runtime=res("average", "runtime"),
+    params:
+        py=PYTHON,
+        checkpoints=lambda wildcards, input: str(
+            Path(input.status).parent / "checkpoints"
+        ),
+        options=average_options,
+    shell:
+        "{params.py:q} -m admin.average --checkpoints {params.checkpoints:q}"
+        " --status {input.status:q} {params.options:q} --out {output.average:q}"
+        " > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        data=f"{RESOURCES}/{{dataset}}/data-bin",
+        average=f"{RUN}/average.json",
+    output:
+        generate=f"{RUN}/generate.txt",
+        scores=f"{RUN}/scores.json",
+    log:
+        f"{RUN_LOGS}/evaluate.log",
+    benchmark:
+        f"{RUN_BENCHMARKS}/evaluate.tsv"
+    conda:
+        "../../envs/admin.yaml"
+    threads: res("evaluate", "cpus")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+        gpu=res("evaluate", "gpu"),
+    params:
+        py=PYTHON,
+        hparams=generate_hparams,
+        out_dir=lambda wildcards, output: str(Path(output.scores).parent),
+        options=scoring_options,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.evaluate"
+        " --data {input.data:q} --average {input.average:q} --hparams {params.hparams:q}"
+        " --out-dir {params.out_dir:q} --scores {output.scores:q} {params.options:q}"
+        " > {log:q} 2>&1"
