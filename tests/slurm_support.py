@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -276,5 +275,14 @@ def jobstep_srun_prefix(job: MagicMock, slurm_gpus_env: str | None) -> str:
     return " ".join(p for p in parts if p)
 
 
-def python() -> str:
-    return sys.executable
+def workflow_rules(snakefile: Path = REPO / "Snakefile") -> tuple[set[str], set[str]]:
+    """(all rule names, local rule names) of a workflow, as Snakemake loads it."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(), snakefile=snakefile, workdir=snakefile.parent
+        )
+        workflow = wf._workflow
+        return {r.name for r in workflow.rules}, set(workflow._localrules)

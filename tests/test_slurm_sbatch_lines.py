@@ -1,0 +1,229 @@
+"""The sbatch lines ``--profile slurm`` produces for the GPU rules, without a cluster.
+
+The jobs come from the real workflow: ``snakemake -n`` with the project's profile
+(plus an overlay filling the partition placeholders with "cpu"/"gpu") plans the
+WMT'14 En-Fr paper matrix, whose presets hold the three shapes that matter:
+profiling on one GPU, 6L-6L training on 1 node x 8 GPUs and 60L-12L training on
+2 nodes x 8 GPUs. Each planned job's threads and evaluated resources are handed to
+the plugin's own submit-string functions (``get_submit_command`` and
+``set_gres_string``, as the plugin's tests do) and to the jobstep's srun settings.
+For the two-node job, the launch line of ``admin.launch`` (one torchrun per node
+through srun) is checked with the environment the jobstep really gives a rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.slurm_support import (
+    PROFILE_DIR,
+    REPO,
+    dry_run_jobs,
+    jobstep_srun_prefix,
+    load_profile,
+    mock_job,
+    sbatch_line,
+    workflow_rules,
+    write_local_overlay,
+)
+
+CPU_PART, GPU_PART = "cpu", "gpu"
+
+
+def _overlay(tmp: Path, **extra: Any) -> Path:
+    overlay = write_local_overlay(tmp, CPU_PART, **extra)
+    # GPU rules get the GPU partition, as a user fills in the placeholders.
+    import yaml
+
+    cfg = yaml.safe_load((overlay / "config.yaml").read_text())
+    for rule in ("profile", "train", "evaluate"):
+        cfg["set-resources"][rule]["slurm_partition"] = GPU_PART
+    (overlay / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return overlay
+
+
+def _plan(tmp_path: Path, overlay_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    overlay = _overlay(tmp_path / "overlay", **(overlay_extra or {}))
+    return dry_run_jobs(
+        REPO,
+        ["--profile", str(PROFILE_DIR), "--profile", str(overlay), "paper_wmt14_en_fr"],
+        REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return _plan(tmp_path_factory.mktemp("plan"))
+
+
+def _settings() -> SimpleNamespace:
+    profile = load_profile()
+    return SimpleNamespace(
+        requeue=bool(profile.get("slurm-requeue")),
+        no_requeue=bool(profile.get("slurm-no-requeue")),
+        qos=profile.get("slurm-qos"),
+        reservation=profile.get("slurm-reservation"),
+    )
+
+
+def _job(plan: list[dict[str, Any]], rule: str, **wildcards: str) -> dict[str, Any]:
+    for job in plan:
+        wc = dict(item.split("=", 1) for item in (job.get("wildcards") or "").split(", ") if item)
+        if job["rule"] == rule and all(wc.get(k) == v for k, v in wildcards.items()):
+            return job
+    raise AssertionError(f"no planned {rule} job with {wildcards}")
+
+
+def _lines(job: dict[str, Any]) -> tuple[str, str, Any]:
+    mjob = mock_job(job["rule"], job["threads"], job["resources"])
+    sbatch = sbatch_line(mjob, _settings())
+    # $SLURM_GPUS is set in the job only when sbatch got --gpus.
+    gpus = re.search(r"--gpus=(\S+)", sbatch)
+    srun = jobstep_srun_prefix(mjob, gpus.group(1) if gpus else None)
+    return sbatch, srun, mjob
+
+
+def _flags(line: str) -> list[str]:
+    return line.split()
+
+
+def test_profiling_asks_for_one_gpu(plan: list[dict[str, Any]]) -> None:
+    job = _job(plan, "profile", variant="admin", depth="6-6")
+    sbatch, srun, _ = _lines(job)
+    flags = _flags(sbatch)
+    assert "--gpus=1" in flags, sbatch
+    assert f"{GPU_PART}" == flags[flags.index("-p") + 1], sbatch
+    assert "--requeue" in flags, sbatch
+    assert not any(f.startswith("--nodes=") and f != "--nodes=1" for f in flags), sbatch
+    assert f"--cpus-per-task={job['threads']}" in flags, sbatch
+    assert flags[flags.index("--mem") + 1] == str(job["resources"]["mem_mb"])
+    assert flags[flags.index("-t") + 1] == str(job["resources"]["runtime"])
+    for trap in ("--ntasks", "--ntasks-per-gpu", "--gres"):
+        assert not any(f.startswith(trap) for f in flags), (trap, sbatch)
+    assert srun == f"srun -n1 --cpu-bind=q --cpus-per-task={job['threads']} --gpus=1 --nodes=1"
+
+
+def test_profiling_gpu_model(tmp_path: Path) -> None:
+    overlay_plan = _plan(tmp_path)
+    job = _job(overlay_plan, "profile", variant="admin", depth="6-6")
+    job["resources"]["gpu_model"] = "a100"  # what a user puts in the profile's placeholder
+    sbatch, _, _ = _lines(job)
+    assert "--gpus=a100:1" in _flags(sbatch), sbatch
+
+
+@pytest.mark.parametrize("depth,nodes", [("6-6", 1), ("60-12", 2)])
+def test_training_gpus_per_node_and_nodes(
+    plan: list[dict[str, Any]], depth: str, nodes: int
+) -> None:
+    job = _job(plan, "train", variant="admin", depth=depth)
+    sbatch, srun, _ = _lines(job)
+    flags = _flags(sbatch)
+    assert f"--nodes={nodes}" in flags, sbatch
+    # 8 GPUs on every node, as a per-node GRES; never a job-wide --gpus count.
+    assert "--gres=gpu:8" in flags, sbatch
+    assert not any(f.startswith("--gpus") for f in flags), sbatch
+    # One task per node (sbatch's default): no --ntasks, no --ntasks-per-gpu.
+    assert not any(f.startswith("--ntasks") for f in flags), sbatch
+    assert flags[flags.index("-p") + 1] == GPU_PART, sbatch
+    assert "--requeue" in flags, sbatch
+    # threads = CPUs per node (one task per node)
+    assert f"--cpus-per-task={job['threads']}" in flags, sbatch
+    assert flags[flags.index("--mem") + 1] == str(job["resources"]["mem_mb"])
+    # The profile's training time limit, first attempt.
+    assert flags[flags.index("-t") + 1] == "1440", sbatch
+    # The jobstep's srun runs the rule once (-n1), asks for no GPU count (the step
+    # gets all of the job's GRES) and passes the node count (reduced to one node by
+    # srun since -n1).
+    assert srun == f"srun -n1 --cpu-bind=q --cpus-per-task={job['threads']} --nodes={nodes}"
+
+
+def test_training_time_limit_grows_with_attempt() -> None:
+    from snakemake.resources import Resource
+
+    expr = load_profile()["set-resources"]["train"]["runtime"]
+
+    def minutes(attempt: int) -> int:
+        return Resource.cli_evaluator(
+            "runtime", str(expr), wildcards={}, input=[], attempt=attempt, async_run=None
+        )
+
+    assert [minutes(a) for a in (1, 2, 3)] == [1440, 2880, 2880]
+    assert int(load_profile()["retries"]) >= 1
+
+
+def test_cpu_preprocessing_asks_for_cores_and_memory(plan: list[dict[str, Any]]) -> None:
+    for rule in ("prepare", "bpe", "binarize"):
+        job = _job(plan, rule)
+        sbatch, _, _ = _lines(job)
+        flags = _flags(sbatch)
+        assert job["threads"] > 1, (rule, job)
+        assert f"--cpus-per-task={job['threads']}" in flags, sbatch
+        assert "--ntasks=1" in flags, sbatch
+        assert flags[flags.index("--mem") + 1] == str(job["resources"]["mem_mb"]), sbatch
+        assert flags[flags.index("-p") + 1] == CPU_PART, sbatch
+        assert not any(f.startswith(("--gpus", "--gres")) for f in flags), sbatch
+
+
+def test_downloads_are_local() -> None:
+    rules, local = workflow_rules()
+    assert "download" in local
+    assert not local & {"prepare", "tokenize", "bpe", "binarize", "profile", "train", "evaluate"}
+
+
+def test_profile_names_only_existing_rules() -> None:
+    """Snakemake ignores set-resources for unknown rules silently: catch typos."""
+    rules, _ = workflow_rules()
+    profile = load_profile()
+    named = set(profile.get("set-resources") or {}) | set(profile.get("set-threads") or {})
+    assert named <= rules, named - rules
+
+
+def test_two_node_launch_line() -> None:
+    """One torchrun per node through srun, inside the jobstep's step.
+
+    The environment is what the jobstep gives the rule's command in a two-node job
+    (see docs/slurm-internals.md): the job's node list, but the step's node and
+    task counts (1), and no SLURM_JOB_NUM_NODES.
+    """
+    launch_mod = pytest.importorskip("admin.launch")
+    env = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOBID": "4242",
+        "SLURM_JOB_NODELIST": "gpu[01-02]",
+        "SLURM_NODELIST": "gpu01",
+        "SLURM_NNODES": "1",
+        "SLURM_NTASKS": "1",
+        "SLURM_STEP_ID": "0",
+        "SLURM_CPUS_PER_TASK": "64",
+    }
+    mp = pytest.MonkeyPatch()
+    mp.setattr(launch_mod, "first_node", lambda nodelist: nodelist.split("[")[0] + "01")
+    try:
+        launch = launch_mod.Launch(mode="auto", nproc_per_node=8, nnodes=2, device="cuda")
+        try:
+            argv = launch_mod.command(launch, ["DATA", "--arch", "admin_transformer"], env)
+        except Exception as exc:  # noqa: BLE001 - report what the launcher says
+            pytest.fail(
+                f"admin.launch refuses the environment of a two-node job's jobstep ({exc}); "
+                "inside the jobstep SLURM_NNODES is the step's (1): count SLURM_JOB_NODELIST "
+                "(docs/slurm-internals.md)",
+                pytrace=False,
+            )
+    finally:
+        mp.undo()
+    assert argv[0] == "srun", argv
+    srun = argv[: argv.index(next(a for a in argv if a.endswith("python") or "python" in a))]
+    # A step inside the jobstep's step: without --overlap it waits forever for the
+    # CPUs and GPUs the jobstep's step holds.
+    assert "--overlap" in srun, srun
+    joined = " ".join(argv)
+    assert re.search(r"--nodes[ =]2\b", joined) and re.search(r"--ntasks-per-node[ =]1\b", joined)
+    assert re.search(r"--nnodes[ =]2\b", joined)
+    assert re.search(r"--nproc[_-]per[_-]node[ =]8\b", joined)
+    port = launch_mod.port_for_job("4242")
+    assert f"gpu01:{port}" in joined, joined
