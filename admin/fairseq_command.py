@@ -1,0 +1,112 @@
+"""Pieces shared by the steps that run ``fairseq-train``: argument checks, the
+argv of one run, and running a command with its output appended to log files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from admin.errors import AdminError
+from admin.fairseq_args import to_argv
+
+# The package folder is what fairseq's --user-dir imports (it registers the plugin).
+ADMIN_DIR = Path(__file__).resolve().parent
+
+# Options the steps set themselves; in --hparams they would silently fight them.
+RESERVED_HPARAMS = frozenset(
+    {
+        "user_dir", "save_dir", "seed", "encoder_layers", "decoder_layers",
+        "init_type", "admin_profile", "encoder_normalize_before", "decoder_normalize_before",
+        "restore_file", "log_format", "distributed_world_size", "distributed_rank",
+        "distributed_init_method", "distributed_no_spawn", "distributed_backend", "device_id",
+    }
+)  # fmt: skip
+
+_DEPTH = re.compile(r"^([1-9]\d*)-([1-9]\d*)$")
+
+
+def parse_depth(text: str) -> tuple[int, int]:
+    """``"6-6"`` -> ``(6, 6)``: encoder and decoder layers."""
+    m = _DEPTH.match(text)
+    if not m:
+        raise AdminError(f"depth {text!r} is not <encoder layers>-<decoder layers>, e.g. 6-6")
+    return int(m[1]), int(m[2])
+
+
+def parse_hparams(text: str) -> dict[str, Any]:
+    try:
+        hparams = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AdminError(f"--hparams is not valid JSON: {err}") from None
+    if not isinstance(hparams, dict):
+        raise AdminError("--hparams must be a JSON object of fairseq option names to values")
+    reserved = sorted(RESERVED_HPARAMS & hparams.keys())
+    if reserved:
+        raise AdminError(
+            f"--hparams sets {', '.join(reserved)}, which the step sets itself; remove them"
+        )
+    arch = hparams.get("arch")
+    if not isinstance(arch, str) or not arch.startswith("admin_transformer"):
+        raise AdminError(f"--hparams needs 'arch' set to an admin_transformer preset, got {arch!r}")
+    return hparams
+
+
+def train_argv(
+    data_bin: str | os.PathLike[str],
+    hparams: Mapping[str, Any],
+    depth: tuple[int, int],
+    seed: int,
+    variant_flags: Sequence[str],
+    save_dir: str | os.PathLike[str],
+) -> list[str]:
+    """The ``fairseq-train`` arguments of one run (without launcher or device flags)."""
+    if not Path(data_bin).is_dir():
+        raise AdminError(f"data-bin {data_bin} is not a folder")
+    return [
+        str(data_bin), "--user-dir", str(ADMIN_DIR), *to_argv(hparams),
+        "--encoder-layers", str(depth[0]), "--decoder-layers", str(depth[1]),
+        "--seed", str(seed), *variant_flags,
+        "--save-dir", str(save_dir),
+        # The steps parse fairseq's progress lines (status, curves): one fixed format.
+        "--log-format", "simple",
+    ]  # fmt: skip
+
+
+def run_logged(
+    cmd: Sequence[str], logs: Sequence[Path], env: Mapping[str, str] | None = None
+) -> int:
+    """Run ``cmd`` (no shell), appending its stdout+stderr to every file in ``logs``.
+
+    SIGTERM and SIGINT (a SLURM time limit, a preemption, Ctrl-C) are passed on
+    to the child, whose exit code is returned.
+    """
+    handles = [open(path, "a", encoding="utf-8") for path in logs]  # noqa: SIM115
+    proc = subprocess.Popen(
+        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        errors="replace", env=None if env is None else dict(env),
+    )  # fmt: skip
+
+    def forward(signum: int, _frame: Any) -> None:
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            for handle in handles:
+                handle.write(line)
+                handle.flush()
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.kill()
+        for handle in handles:
+            handle.close()
