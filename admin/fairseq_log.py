@@ -47,7 +47,7 @@ class TrainLog:
     train_inner: list[Point] = field(default_factory=list)
     train_epochs: list[Point] = field(default_factory=list)
     valid: list[Point] = field(default_factory=list)
-    loaded: tuple[int, int] | None = None  # (epoch, num_updates) of the last resume
+    loaded: tuple[int, int] | None = None  # (epoch, num_updates) as fairseq logs a resume
     world_size: int | None = None
 
     @property
@@ -59,10 +59,14 @@ class TrainLog:
 
     @property
     def epochs(self) -> int:
-        """Completed epochs: the last end-of-epoch summary (or the resumed checkpoint's)."""
+        """Completed epochs: the last end-of-epoch summary, or what a resume started from.
+
+        fairseq's "Loaded checkpoint ... (epoch E @ U updates)" names the epoch the
+        resumed run is in (E = 2 after checkpoint1.pt), so E - 1 are complete.
+        """
         done = [p.epoch for p in self.train_epochs]
         if self.loaded:
-            done.append(self.loaded[0])
+            done.append(self.loaded[0] - 1)
         return max(done, default=0)
 
     def train_curve(self) -> list[Point]:

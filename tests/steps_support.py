@@ -1,0 +1,97 @@
+"""Helpers for the pipeline step tests: a small recipe, running ``python -m
+admin.<step>`` like the rules do, and one trained Admin run shared by the tests
+that need a real model (average, evaluate, plots)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+DEPTH = "2-2"
+# A small model that still has every part of the real one; fast on a shared 2-core machine.
+HPARAMS: dict[str, Any] = {
+    "arch": "admin_transformer",
+    "encoder_embed_dim": 32, "decoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+    "share_all_embeddings": True,
+    "optimizer": "radam", "adam_betas": "(0.9, 0.98)", "lr": 0.002,
+    "lr_scheduler": "inverse_sqrt", "warmup_updates": 6,
+    "criterion": "label_smoothed_cross_entropy", "label_smoothing": 0.1, "dropout": 0.1,
+    "max_tokens": 4000, "num_workers": 0, "log_interval": 1, "max_epoch": 3,
+}  # fmt: skip
+
+
+def hparams(**overrides: Any) -> str:
+    merged = {**HPARAMS, **overrides}
+    return json.dumps({k: v for k, v in merged.items() if v is not None})
+
+
+def step_env(**extra: str) -> dict[str, str]:
+    # One thread per process: the test machine has 2 shared cores, and the
+    # 2-rank runs would otherwise oversubscribe them.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), str(REPO)) if p)
+    return env
+
+
+def step_cmd(module: str, *args: Any) -> list[str]:
+    return [sys.executable, "-m", f"admin.{module}", *(str(a) for a in args)]
+
+
+def run_step(
+    module: str, *args: Any, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        step_cmd(module, *args), cwd=REPO, env=env or step_env(),
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def profile_args(databin: Path, out: Path, seed: int = 1) -> list[Any]:
+    return [
+        "--data-bin", databin, "--depth", DEPTH, "--seed", seed, "--hparams", hparams(),
+        "--out", out, "--log", out.with_suffix(".log"), "--device", "cpu",
+    ]  # fmt: skip
+
+
+def train_args(
+    databin: Path, run: Path, variant: str, *extra: Any, seed: int = 1, **hp: Any
+) -> list[Any]:
+    return [
+        "--data-bin", databin, "--run-dir", run, "--variant", variant, "--depth", DEPTH,
+        "--seed", seed, "--hparams", hparams(**hp), "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+_TRAINED: dict[Path, Path] = {}
+
+
+def trained_admin_run(tiny_databin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``results/tiny/admin/2-2/seed1``: profiled, then trained for 3 epochs (completed).
+
+    Test modules wrap this in a session fixture; the run is made once per session.
+    """
+    if tiny_databin not in _TRAINED:
+        run = tmp_path_factory.mktemp("results") / "tiny" / "admin" / DEPTH / "seed1"
+        ok(run_step("profile_run", *profile_args(tiny_databin, run / "profile.json")))
+        ok(
+            run_step(
+                "train", *train_args(tiny_databin, run, "admin", "--profile", run / "profile.json")
+            )
+        )
+        _TRAINED[tiny_databin] = run
+    return _TRAINED[tiny_databin]
