@@ -87,6 +87,17 @@ def default_partition() -> str:
     return out[0]
 
 
+def node_cpus() -> int:
+    """CPUs of the smallest node SLURM knows (`sinfo %c`), or this machine's."""
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=15
+        ).stdout.split()
+        return min(int(x.rstrip("+")) for x in out)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return os.cpu_count() or 1
+
+
 def load_profile() -> dict[str, Any]:
     return yaml.safe_load((PROFILE_DIR / "config.yaml").read_text(encoding="utf-8"))
 
@@ -115,6 +126,9 @@ def write_local_overlay(dest: Path, partition: str, **extra: Any) -> Path:
         "slurm-init-seconds-before-status-checks": 2,
         "slurm-keep-successful-logs": True,
         "latency-wait": 10,
+        # The config's CPU counts are for real nodes; a job asking for more CPUs
+        # than the local node has would pend forever (Reason=PartitionConfig).
+        "max-threads": node_cpus(),
     }
     overlay.update(extra)
     dest.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ through srun) is checked with the environment the jobstep really gives a rule.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,6 +42,7 @@ def _overlay(tmp: Path, **extra: Any) -> Path:
     import yaml
 
     cfg = yaml.safe_load((overlay / "config.yaml").read_text())
+    cfg.pop("max-threads", None)  # the presets' CPU counts, not the local node's
     for rule in ("profile", "train", "evaluate"):
         cfg["set-resources"][rule]["slurm_partition"] = GPU_PART
     (overlay / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -183,7 +185,7 @@ def test_profile_names_only_existing_rules() -> None:
     assert named <= rules, named - rules
 
 
-def test_two_node_launch_line() -> None:
+def test_two_node_launch_line(tmp_path: Path) -> None:
     """One torchrun per node through srun, inside the jobstep's step.
 
     The environment is what the jobstep gives the rule's command in a two-node job
@@ -201,8 +203,16 @@ def test_two_node_launch_line() -> None:
         "SLURM_STEP_ID": "0",
         "SLURM_CPUS_PER_TASK": "64",
     }
+    # scontrol without a cluster: a stand-in that expands "gpu[01-02]".
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    scontrol = fake_bin / "scontrol"
+    scontrol.write_text(
+        '#!/bin/sh\n[ "$1 $2" = "show hostnames" ] || exit 2\necho gpu01; echo gpu02\n'
+    )
+    scontrol.chmod(0o755)
     mp = pytest.MonkeyPatch()
-    mp.setattr(launch_mod, "first_node", lambda nodelist: nodelist.split("[")[0] + "01")
+    mp.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}")
     try:
         launch = launch_mod.Launch(mode="auto", nproc_per_node=8, nnodes=2, device="cuda")
         try:
