@@ -35,7 +35,14 @@ PYTHON = (
 )
 
 # Built-in fallbacks under config["resources"]["default"].
-RESOURCE_FALLBACK = {"cpus": 1, "mem_mb": 2000, "runtime": 60, "gpus": 0, "nodes": 1}
+RESOURCE_FALLBACK = {
+    "cpus": 1,
+    "mem_mb": 2000,
+    "runtime": 60,
+    "gpus": 0,
+    "nodes": 1,
+    "cpu_procs": 1,
+}
 
 
 # --------------------------------------------------------------------------- config
@@ -66,6 +73,11 @@ def _describe(error):
     """One line per schema error: the key, the value and what is allowed."""
     schema = error.schema if isinstance(error.schema, dict) else {}
     key = _key_path(error.absolute_path)
+    if error.validator == "not" and "propertyNames" in error.schema_path:
+        return (
+            f"{key}: {error.instance!r} is set by the workflow (from the matrix or by the step), "
+            "not by the config"
+        )
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
@@ -161,8 +173,27 @@ def check_semantics(cfg):
         )
 
 
+def retyped(value):
+    """--config values arrive as strings (Snakemake reads them with YAML's BaseLoader):
+    read each again as YAML, so that seeds='[1111]' gives numbers and variants=null null.
+    """
+    if isinstance(value, dict):
+        return {key: retyped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [retyped(item) for item in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
+    return value
+
+
 def load_config(cfg):
     """Merge the presets under ``cfg`` (in place), then check it; bad configs stop here."""
+    overrides = retyped(dict(workflow.config_settings.config or {}))  # --config only
+    cfg.update(deep_merge(dict(cfg), overrides))
     if not isinstance(cfg.get("presets", []), list):
         raise WorkflowError(
             "invalid configuration:\n  presets: expected a list of YAML files"
@@ -329,10 +360,12 @@ def res(rule, key):
 
     def get(wildcards):
         values = lookup_resources(rule, wildcards)
-        if (
-            key == "gpu"
-        ):  # the total over all nodes: what sbatch --gpus and --resources gpu=N count
+        # gpu: the GPUs of a one-node job (sbatch --gpus, --resources gpu=N);
+        # gres: GPUs per node of a (multi-node) training job (sbatch --gres)
+        if key == "gpu":
             return values["gpus"] * values["nodes"]
+        if key == "gres":
+            return f"gpu:{values['gpus']}" if values["gpus"] else ""
         return values[key]
 
     return get
@@ -341,39 +374,39 @@ def res(rule, key):
 # --------------------------------------------------------------------------- training
 
 
-def depth_layers(depth):
-    enc, dec = depth.split("-")
-    return int(enc), int(dec)
+def depth_overrides(wildcards):
+    """experiments.<dataset>.by_depth.<depth> (empty if none)."""
+    by_depth = experiment(wildcards.dataset).get("by_depth") or {}
+    return by_depth.get(wildcards.depth) or {}
 
 
 def base_hparams(wildcards):
+    """The dataset's fairseq options with the depth's overrides.  The steps add the
+    layer counts (--depth), the seed (--seed), the variant's flags and the paths."""
     exp = experiment(wildcards.dataset)
-    by_depth = ((exp.get("by_depth") or {}).get(wildcards.depth) or {}).get(
-        "hparams"
-    ) or {}
-    hp = deep_merge(exp["hparams"], by_depth)
-    hp["encoder_layers"], hp["decoder_layers"] = depth_layers(wildcards.depth)
-    hp["seed"] = int(wildcards.seed)
-    return hp
+    return deep_merge(exp["hparams"], depth_overrides(wildcards).get("hparams") or {})
 
 
 def scaled_update_freq(wildcards, hp, gpus):
     """Keep the recipe's effective batch when a job gets another GPU count than batch_gpus."""
-    want = experiment(wildcards.dataset).get("batch_gpus")
+    want = depth_overrides(wildcards).get("batch_gpus")
+    want = want or experiment(wildcards.dataset).get("batch_gpus")
     if not want or gpus < 1 or gpus == want:
         return hp.get("update_freq", 1)
     total = hp.get("update_freq", 1) * want
     if total % gpus:
         raise WorkflowError(
-            f"experiments.{wildcards.dataset}.batch_gpus: update_freq x batch_gpus = {total} "
-            f"is not divisible by the {gpus} GPUs of this train job; change gpus/nodes or batch_gpus"
+            f"experiments.{wildcards.dataset}.batch_gpus: update_freq x batch_gpus "
+            f"= {total} is not divisible by the {gpus} GPUs of this train job; "
+            "change gpus/nodes or batch_gpus"
         )
     return total // gpus
 
 
 def train_hparams(wildcards, resources):
     hp = base_hparams(wildcards)
-    hp["update_freq"] = scaled_update_freq(wildcards, hp, resources.gpu)
+    gpus = resources.gpus_per_node * resources.nodes
+    hp["update_freq"] = scaled_update_freq(wildcards, hp, gpus)
     return json.dumps(hp)
 
 

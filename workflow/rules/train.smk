@@ -11,7 +11,8 @@ rule profile:
     output:
         profile=f"{RUN}/profile.json",
     log:
-        f"{RUN_LOGS}/profile.log",
+        step=f"{RUN_LOGS}/profile.log",
+        fairseq=f"{RUN_LOGS}/profile.fairseq.log",
     benchmark:
         f"{RUN_BENCHMARKS}/profile.tsv"
     wildcard_constraints:
@@ -23,15 +24,16 @@ rule profile:
         mem_mb=res("profile", "mem_mb"),
         runtime=res("profile", "runtime"),
         gpu=res("profile", "gpu"),
-        nodes=res("profile", "nodes"),
     params:
         py=PYTHON,
         hparams=profile_hparams,
+        device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
     shell:
         "OMP_NUM_THREADS={threads} {params.py:q} -m admin.profile_run"
-        " --data {input.data:q} --variant {wildcards.variant:q}"
-        " --hparams {params.hparams:q} --out {output.profile:q}"
-        " > {log:q} 2>&1"
+        " --data-bin {input.data:q} --depth {wildcards.depth:q} --seed {wildcards.seed:q}"
+        " --hparams {params.hparams:q} --device {params.device:q}"
+        " --out {output.profile:q} --log {log.fairseq:q}"
+        " > {log.step:q} 2>&1"
 
 
 rule train:
@@ -51,22 +53,29 @@ rule train:
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-        gpu=res("train", "gpu"),
+        # GPUs per node as SLURM's gres (never `gpu` or `tasks`: see slurm/config.yaml)
+        gres=res("train", "gres"),
         gpus_per_node=res("train", "gpus"),
         nodes=res("train", "nodes"),
+        cpu_procs=res("train", "cpu_procs"),
     params:
         py=PYTHON,
         hparams=train_hparams,
         profile=lambda wildcards, input: (
             ["--profile", *input.profile] if input.profile else []
         ),
-        save_dir=lambda wildcards, output: str(
-            Path(output.status).parent / "checkpoints"
+        run_dir=lambda wildcards, output: str(Path(output.status).parent),
+        device=lambda wildcards, resources: (
+            "cuda" if resources.gpus_per_node else "cpu"
+        ),
+        procs=lambda wildcards, resources: (
+            resources.gpus_per_node or resources.cpu_procs
         ),
     shell:
         "OMP_NUM_THREADS={threads} {params.py:q} -m admin.train"
-        " --data {input.data:q} --variant {wildcards.variant:q} {params.profile:q}"
-        " --hparams {params.hparams:q} --save-dir {params.save_dir:q}"
-        " --log {output.log:q} --status {output.status:q}"
-        " --nodes {resources.nodes} --gpus-per-node {resources.gpus_per_node}"
+        " --data-bin {input.data:q} --run-dir {params.run_dir:q}"
+        " --variant {wildcards.variant:q} --depth {wildcards.depth:q}"
+        " --seed {wildcards.seed:q} --hparams {params.hparams:q} {params.profile:q}"
+        " --device {params.device:q} --nproc-per-node {params.procs:q}"
+        " --nnodes {resources.nodes:q} --log {output.log:q} --status {output.status:q}"
         " > {log:q} 2>&1"

@@ -1,0 +1,99 @@
+"""Helpers for the workflow tests: run Snakemake from the project's environment and
+read the jobs of a dry run (``snakemake -n -p``) as dicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, VENV_BIN
+
+SNAKEMAKE = str(VENV_BIN / "snakemake")
+SNAKEFMT = str(VENV_BIN / "snakefmt")
+
+
+def snakemake(
+    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``snakemake ARGS`` with the project's Snakefile, from the project's .venv."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.update(env or {})
+    return subprocess.run(
+        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+_RULE = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
+
+
+def _split_items(body: str) -> list[str]:
+    return [item for item in body.split(", ") if item]
+
+
+def parse_dry_run(text: str) -> list[dict[str, Any]]:
+    """The jobs printed by ``snakemake -n -p``: rule, input/output lists, wildcards,
+    resources (ints where they are ints), threads and the shell command."""
+    jobs: list[dict[str, Any]] = []
+    job: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _RULE.match(line)
+        if match:
+            job = {"rule": match["rule"], "input": [], "output": [], "wildcards": {},
+                   "resources": {}, "threads": 1, "shell": None}  # fmt: skip
+            jobs.append(job)
+            continue
+        if job is None:
+            continue
+        key, sep, body = line.partition(": ")
+        if not sep and line.endswith(":"):
+            key, body = line[:-1], ""
+        if key in ("input", "output", "log"):
+            job[key] = _split_items(body)
+        elif key == "wildcards":
+            job["wildcards"] = dict(item.split("=", 1) for item in _split_items(body))
+        elif key == "resources":
+            for item in re.split(r", (?=\w+=)", body):
+                name, _, value = item.partition("=")
+                job["resources"][name] = int(value) if re.fullmatch(r"-?\d+", value) else value
+        elif key == "threads":
+            job["threads"] = int(body)
+        elif line.startswith("Shell command:") and job.get("shell") is None:
+            job["shell"] = line.split(":", 1)[1].strip()
+    return jobs
+
+
+def plan(*args: str, cwd: Path = REPO) -> list[dict[str, Any]]:
+    """The jobs Snakemake plans for ``args`` (targets, --config ...), every job forced.
+
+    ``--cores 256`` so that threads are not clamped to the dry run's one core."""
+    proc = snakemake("-n", "-p", "-F", "--nolock", "--cores", "256", *args, cwd=cwd)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake -n {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return parse_dry_run(proc.stdout + proc.stderr)
+
+
+def counts(jobs: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(job["rule"] for job in jobs)
+
+
+def shell_option(job: dict[str, Any], option: str) -> str:
+    """The value after ``option`` in a job's shell command."""
+    words = shlex.split(job["shell"].split(" > ", 1)[0])
+    return words[words.index(option) + 1]
+
+
+def hparams(job: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(shell_option(job, "--hparams"))
