@@ -1,0 +1,301 @@
+"""Translate the test set with ``fairseq-generate`` and score it.
+
+    python -m admin.evaluate --data-bin DIR --average RUN/average.json \\
+        --hparams '{"beam": 5, "lenpen": 1.0, "max_tokens": 4096}' [--compound-split] \\
+        [--beam N] [--lenpen X] [--source-lang de --target-lang en] [--device cpu] \\
+        [--ref-detok FILE] [--out-dir RUN] [--scores RUN/scores.json] [--log FILE]
+
+``--hparams`` holds fairseq-generate options (beam and lenpen may come from there
+or from the flags; ``gen_subset`` defaults to test).  The language pair is read
+from the data-bin unless given.  Writes into ``--out-dir`` (default: the folder
+of ``average.json``): ``generate.txt`` (fairseq-generate's output), ``hyp.tok.txt``
+/ ``ref.tok.txt`` (BPE removed, sorted by sentence id), ``hyp.detok.txt`` /
+``ref.detok.txt`` (Moses-detokenized), ``generate.log`` (its stderr) and
+``scores.json``:
+
+* ``bleu_tokenized``: BLEU on the tokenized text with fairseq's own scorer,
+  the number the paper reports (equal to fairseq-generate's ``BLEU4``);
+* ``sacrebleu`` and ``sacrebleu_signature``: on the detokenized text;
+* ``bleu_compound_split`` (``--compound-split``, En-De): fairseq's
+  ``compound_split_bleu.sh``, i.e. ``a-b`` -> ``a ##AT##-##AT## b`` on both sides.
+
+References are the ``T-`` lines (the binarized test targets, as fairseq scores
+them; words outside the dictionary read ``<<unk>>``); ``--ref-detok`` gives
+sacreBLEU the raw references instead.  Every test sentence must come back
+translated, else it is an error.  A diverged run writes empty text files and
+``status: diverged`` without generating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from admin.atomic import atomic_path, atomic_write_text
+from admin.cli import run_cli
+from admin.errors import AdminError
+from admin.fairseq_args import to_argv
+from admin.fairseq_command import ADMIN_DIR
+
+TEXT_FILES = ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt")
+# Set by this step; in --hparams they would silently fight it.
+RESERVED = frozenset(
+    {"path", "remove_bpe", "post_process", "user_dir", "required_batch_size_multiple",
+     "source_lang", "target_lang", "results_path"}
+)  # fmt: skip
+_LINE = re.compile(r"^([HT])-(\d+)\t(.*)$")
+_BLEU4 = re.compile(r"^Generate \S+ with beam=\d+: (BLEU4 = .*)$", re.M)
+_COMPOUND = re.compile(r"(\S)-(\S)")
+
+
+def compound_split(line: str) -> str:
+    """fairseq's ``compound_split_bleu.sh``, a port of its Perl substitution
+    ``s{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g``."""
+    return _COMPOUND.sub(r"\1 ##AT##-##AT## \2", line)
+
+
+def fairseq_bleu(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, str]:
+    """Corpus BLEU-4 exactly as ``fairseq-score`` / ``fairseq-generate`` compute it."""
+    from fairseq.data import Dictionary
+    from fairseq.scoring.bleu import BleuConfig, Scorer
+
+    vocab = Dictionary()
+    scorer = Scorer(BleuConfig(pad=vocab.pad(), eos=vocab.eos(), unk=vocab.unk()))
+    for hyp, ref in zip(hyps, refs, strict=True):
+        ref_ids = vocab.encode_line(ref, add_if_not_exist=True)
+        hyp_ids = vocab.encode_line(hyp, add_if_not_exist=True)
+        scorer.add(ref_ids, hyp_ids)
+    return scorer.score(), scorer.result_string()
+
+
+def language_pair(data_bin: Path, subset: str) -> tuple[str, str]:
+    """The (source, target) of the data-bin's ``<subset>.<src>-<tgt>.<src>.idx``."""
+    pairs = set()
+    for path in data_bin.glob(f"{subset}.*-*.*.idx"):
+        m = re.match(rf"^{re.escape(subset)}\.([^.-]+)-([^.-]+)\.([^.-]+)\.idx$", path.name)
+        if m and m[3] == m[1]:
+            pairs.add((m[1], m[2]))
+    if len(pairs) != 1:
+        found = ", ".join(f"{s}-{t}" for s, t in sorted(pairs)) or "none"
+        raise AdminError(
+            f"cannot tell the language pair of {data_bin} ({subset!r} pairs: {found}); "
+            "give --source-lang and --target-lang"
+        )
+    return pairs.pop()
+
+
+def test_set_size(data_bin: Path, subset: str, src: str, tgt: str) -> int:
+    logging.getLogger("fairseq").setLevel(logging.WARNING)
+    from fairseq.data import data_utils
+
+    prefix = data_bin / f"{subset}.{src}-{tgt}.{src}"
+    dataset = data_utils.load_indexed_dataset(str(prefix), None)
+    if dataset is None:
+        raise AdminError(f"no binarized {subset} set {prefix}.{{bin,idx}} in {data_bin}")
+    return len(dataset)
+
+
+def parse_generate(text: str, expected: int) -> tuple[list[str], list[str]]:
+    """Hypotheses and references, sorted by sentence id; every test sentence must be there."""
+    hyps: dict[int, str] = {}
+    refs: dict[int, str] = {}
+    for line in text.splitlines():
+        if m := _LINE.match(line):
+            if m[1] == "H":
+                hyps[int(m[2])] = m[3].split("\t", 1)[1] if "\t" in m[3] else ""
+            else:
+                refs[int(m[2])] = m[3]
+    if len(hyps) != expected or set(hyps) != set(range(expected)) or hyps.keys() != refs.keys():
+        raise AdminError(
+            f"fairseq-generate translated {len(hyps)} of the {expected} test sentences "
+            "(is --required-batch-size-multiple 1 in effect?)"
+        )
+    ids = sorted(hyps)
+    return [hyps[i] for i in ids], [refs[i] for i in ids]
+
+
+def detokenize(lines: Sequence[str], lang: str) -> list[str]:
+    from sacremoses import MosesDetokenizer
+
+    detok = MosesDetokenizer(lang=lang)
+    return [detok.detokenize(line.split()) for line in lines]
+
+
+def generate_hparams(args: argparse.Namespace) -> dict[str, Any]:
+    """fairseq-generate options: ``--hparams`` merged with ``--beam``/``--lenpen``."""
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as err:
+        raise AdminError(f"--hparams is not valid JSON: {err}") from None
+    if not isinstance(hparams, dict):
+        raise AdminError("--hparams must be a JSON object of fairseq-generate options")
+    reserved = sorted(RESERVED & hparams.keys())
+    if reserved:
+        raise AdminError(f"--hparams sets {', '.join(reserved)}, which the step sets itself")
+    for key in ("beam", "lenpen"):
+        flag = getattr(args, key)
+        if flag is not None:
+            if key in hparams and hparams[key] != flag:
+                raise AdminError(f"--{key} {flag} contradicts {key}={hparams[key]} in --hparams")
+            hparams[key] = flag
+    if "beam" not in hparams:
+        raise AdminError("the beam size is missing: give --beam or 'beam' in --hparams")
+    if args.device == "cpu":
+        hparams["cpu"] = True
+    if "max_tokens" not in hparams and "batch_size" not in hparams:
+        hparams["max_tokens"] = 4096
+    hparams.setdefault("gen_subset", "test")
+    return hparams
+
+
+def generate_argv(
+    data_bin: Path, checkpoint: Path, src: str, tgt: str, hparams: dict[str, Any]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "fairseq_cli.generate", str(data_bin),
+        "--user-dir", str(ADMIN_DIR), "--path", str(checkpoint),
+        "--source-lang", src, "--target-lang", tgt, "--remove-bpe",
+        *to_argv(hparams),
+        # fairseq 0.12 silently drops a last batch that is not a multiple of this
+        # (facebookresearch/fairseq#5036); we once lost 4 of 60 sentences to it.
+        "--required-batch-size-multiple", "1",
+    ]  # fmt: skip
+
+
+def write_outputs(
+    out_dir: Path, scores_path: Path, texts: dict[str, str], scores: dict[str, Any]
+) -> None:
+    for name, text in texts.items():
+        atomic_write_text(out_dir / name, text)
+    atomic_write_text(scores_path, json.dumps(scores, indent=2) + "\n")
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        average = json.loads(args.average.read_text(encoding="utf-8"))
+        status = average["status"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise AdminError(f"cannot read {args.average}: {err}") from None
+    out_dir: Path = args.out_dir or args.average.parent
+    scores_path: Path = args.scores or out_dir / "scores.json"
+    if status == "diverged":
+        scores = {
+            "status": "diverged", "bleu_tokenized": None, "sacrebleu": None,
+            "sacrebleu_signature": None, "num_sentences": 0,
+        }  # fmt: skip
+        if args.compound_split:
+            scores["bleu_compound_split"] = None
+        write_outputs(out_dir, scores_path, dict.fromkeys(TEXT_FILES, ""), scores)
+        return scores
+    if status != "completed" or not average.get("checkpoint"):
+        raise AdminError(f"{args.average}: status {status!r} has no averaged checkpoint")
+    checkpoint = args.average.parent / average["checkpoint"]
+    if not checkpoint.is_file():
+        raise AdminError(f"averaged checkpoint {checkpoint} (named in {args.average}) is missing")
+    hparams = generate_hparams(args)
+    data_bin: Path = args.data_bin
+    subset = hparams["gen_subset"]
+    if args.source_lang and args.target_lang:
+        src, tgt = args.source_lang, args.target_lang
+    elif args.source_lang or args.target_lang:
+        raise AdminError("give both --source-lang and --target-lang, or neither")
+    else:
+        src, tgt = language_pair(data_bin, subset)
+    expected = test_set_size(data_bin, subset, src, tgt)
+
+    log = args.log or out_dir / "generate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = generate_argv(data_bin, checkpoint, src, tgt, hparams)
+    with atomic_path(out_dir / "generate.txt") as tmp:
+        with open(tmp, "w", encoding="utf-8") as out, open(log, "w", encoding="utf-8") as err:
+            code = subprocess.run(argv, stdout=out, stderr=err, check=False).returncode
+        if code != 0:
+            raise AdminError(f"fairseq-generate failed (exit code {code}); see {log}")
+        generated = Path(tmp).read_text(encoding="utf-8")
+        hyps, refs = parse_generate(generated, expected)
+
+    bleu, bleu_line = fairseq_bleu(hyps, refs)
+    hyps_detok = detokenize(hyps, tgt)
+    if args.ref_detok:
+        refs_detok = args.ref_detok.read_text(encoding="utf-8").splitlines()
+        if len(refs_detok) != expected:
+            raise AdminError(
+                f"{args.ref_detok} has {len(refs_detok)} lines, the {subset} set {expected}"
+            )
+    else:
+        refs_detok = detokenize(refs, tgt)
+
+    from sacrebleu.metrics import BLEU
+
+    sacre = BLEU()
+    sacre_score = sacre.corpus_score(hyps_detok, [refs_detok])
+    scores: dict[str, Any] = {
+        "status": "completed",
+        "bleu_tokenized": bleu,
+        "bleu_tokenized_line": bleu_line,
+        "sacrebleu": sacre_score.score,
+        "sacrebleu_signature": str(sacre.get_signature()),
+        "num_sentences": expected,
+        "checkpoint": average["checkpoint"],
+        "beam": hparams["beam"],
+        "lenpen": hparams.get("lenpen", 1.0),
+    }
+    if m := _BLEU4.search(generated):
+        scores["fairseq_generate_line"] = m[1]
+    if args.compound_split:
+        split_bleu, _ = fairseq_bleu(
+            [compound_split(h) for h in hyps], [compound_split(r) for r in refs]
+        )
+        scores["bleu_compound_split"] = split_bleu
+    texts = {
+        "hyp.tok.txt": _lines(hyps), "ref.tok.txt": _lines(refs),
+        "hyp.detok.txt": _lines(hyps_detok), "ref.detok.txt": _lines(refs_detok),
+    }  # fmt: skip
+    write_outputs(out_dir, scores_path, texts, scores)
+    return scores
+
+
+def _lines(lines: Sequence[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m admin.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--data-bin", required=True, type=Path)
+    p.add_argument("--average", required=True, type=Path, help="average.json of the run")
+    p.add_argument("--hparams", default="{}", help="JSON object of fairseq-generate options")
+    p.add_argument("--beam", type=int)
+    p.add_argument("--lenpen", type=float)
+    p.add_argument("--source-lang")
+    p.add_argument("--target-lang")
+    p.add_argument("--compound-split", action="store_true", help="also ##AT## BLEU (En-De)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="auto: fairseq uses a GPU when there is one")  # fmt: skip
+    p.add_argument("--ref-detok", type=Path, help="raw references for sacreBLEU (one per line)")
+    p.add_argument("--out-dir", type=Path, help="default: the folder of --average")
+    p.add_argument("--scores", type=Path, help="default: OUT/scores.json")
+    p.add_argument("--log", type=Path, help="fairseq-generate's stderr; default OUT/generate.log")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    scores = evaluate(args)
+    if scores["status"] == "diverged":
+        print("training diverged: nothing to evaluate")
+    else:
+        print(
+            f"BLEU {scores['bleu_tokenized']:.2f} (tokenized), sacreBLEU {scores['sacrebleu']:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

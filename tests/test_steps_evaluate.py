@@ -1,0 +1,126 @@
+"""admin.evaluate: the real fairseq-generate on the averaged tiny model, every test
+sentence translated, BLEU as fairseq computes it, sacreBLEU, compound splitting."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import sacrebleu
+
+from admin.errors import AdminError
+from admin.evaluate import compound_split, fairseq_bleu, parse_generate
+from tests import steps_support
+from tests.conftest import VENV_BIN
+from tests.steps_support import ok, run_step
+
+_BLEU4 = re.compile(r"^Generate test with beam=2: (BLEU4 = .*)$", re.M)
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(tiny_databin, tmp_path_factory):
+    run = steps_support.trained_admin_run(tiny_databin, tmp_path_factory)
+    ok(run_step(
+        "average", "--checkpoints", run / "checkpoints", "--status", run / "status.json",
+        "--last", 3, "--out", run / "average.json",
+    ))  # fmt: skip
+    # batch_size 7: 60 = 8 x 7 + 4, a last batch fairseq 0.12 would drop without
+    # --required-batch-size-multiple 1 (facebookresearch/fairseq#5036).
+    proc = ok(run_step(
+        "evaluate", "--data-bin", tiny_databin, "--average", run / "average.json",
+        "--hparams", json.dumps({"beam": 2, "lenpen": 0.6, "max_len_b": 20, "batch_size": 7}),
+        "--compound-split", "--device", "cpu",
+    ))  # fmt: skip
+    return run, proc
+
+
+@pytest.mark.slow
+def test_every_sentence_translated_in_order(evaluated_run):
+    run, _ = evaluated_run
+    generated = (run / "generate.txt").read_text()
+    h_lines = re.findall(r"^H-(\d+)\t[^\t]*\t(.*)$", generated, re.M)
+    assert len(h_lines) == 60
+    by_id = dict((int(i), hyp) for i, hyp in h_lines)
+    assert (run / "hyp.tok.txt").read_text().splitlines() == [by_id[i] for i in range(60)]
+    for name in ("ref.tok.txt", "hyp.detok.txt", "ref.detok.txt"):
+        assert len((run / name).read_text().splitlines()) == 60
+    assert "@@" not in (run / "hyp.tok.txt").read_text() + (run / "ref.tok.txt").read_text()
+
+
+@pytest.mark.slow
+def test_scores(evaluated_run):
+    run, proc = evaluated_run
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["status"] == "completed" and scores["num_sentences"] == 60
+    assert (scores["beam"], scores["lenpen"]) == (2, 0.6)
+    # Tokenized BLEU is fairseq-generate's own BLEU4, to every printed digit.
+    printed = _BLEU4.search((run / "generate.txt").read_text())[1]
+    assert scores["bleu_tokenized_line"] == printed
+    assert f"BLEU4 = {scores['bleu_tokenized']:.2f}," in printed
+    # sacreBLEU on the detokenized files, with its signature.
+    hyps = (run / "hyp.detok.txt").read_text().splitlines()
+    refs = (run / "ref.detok.txt").read_text().splitlines()
+    assert scores["sacrebleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert scores["sacrebleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|")
+    assert scores["sacrebleu_signature"].endswith(f"version:{sacrebleu.__version__}")
+    assert isinstance(scores["bleu_compound_split"], float)
+    assert "BLEU" in proc.stdout
+
+
+def test_fairseq_bleu_equals_fairseq_score(tmp_path):
+    """Non-trivial BLEU (not just the tiny model's near-zero) against the real fairseq-score."""
+    refs = [
+        "the cat sat on the mat .", "there is a <<unk>> in the garden , said the old man .",
+        "we couldn &apos;t believe that it could do this .", "state-of-the-art models are large",
+    ] * 5  # fmt: skip
+    hyps = [" ".join(w for k, w in enumerate(r.split()) if k % 3 != 1) for r in refs]
+    hyps[0] = "the cat sat on a mat <unk> ."
+    (tmp_path / "sys.txt").write_text("".join(h + "\n" for h in hyps))
+    (tmp_path / "ref.txt").write_text("".join(r + "\n" for r in refs))
+    proc = subprocess.run(
+        [str(VENV_BIN / "fairseq-score"), "--sys", str(tmp_path / "sys.txt"),
+         "--ref", str(tmp_path / "ref.txt")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    score, line = fairseq_bleu(hyps, refs)
+    assert line in proc.stdout
+    assert score > 5  # 8.0 here: precisions well away from zero
+
+
+def test_compound_split_matches_the_perl_script():
+    # Expected output of compound_split_bleu.sh's `perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g'`.
+    at = "##AT##-##AT##"
+    cases = {
+        "a-b-c x @-@ y well-known": f"a {at} b-c x @ {at} @ y well {at} known",
+        "--flag -x a--b e-": f"- {at} flag -x a {at} -b e-",
+        "state-of-the-art 3-4": f"state {at} of {at} the {at} art 3 {at} 4",
+    }
+    for text, want in cases.items():
+        assert compound_split(text) == want
+
+
+def test_a_missing_translation_is_an_error():
+    lines = "".join(f"T-{i}\tref {i}\nH-{i}\t-0.5\thyp {i}\n" for i in range(60) if i != 17)
+    with pytest.raises(AdminError, match="translated 59 of the 60"):
+        parse_generate(lines, 60)
+    full = "".join(f"H-{i}\t-0.5\thyp {i}\nT-{i}\tref {i}\n" for i in reversed(range(60)))
+    hyps, refs = parse_generate(full, 60)
+    assert hyps[:2] == ["hyp 0", "hyp 1"] and refs[-1] == "ref 59"  # sorted by id
+
+
+def test_diverged_run_is_not_generated(tmp_path):
+    (tmp_path / "average.json").write_text(
+        json.dumps({"status": "diverged", "checkpoint": None, "averaged": [], "epochs": []})
+    )
+    ok(run_step(
+        "evaluate", "--data-bin", tmp_path / "no-such-data-bin", "--average",
+        tmp_path / "average.json", "--beam", 4, "--lenpen", 0.6, "--compound-split",
+    ))  # fmt: skip
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["status"] == "diverged" and scores["bleu_tokenized"] is None
+    assert scores["bleu_compound_split"] is None and scores["num_sentences"] == 0
+    for name in ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt"):
+        assert (tmp_path / name).read_text() == ""
+    assert not (tmp_path / "generate.log").exists()
