@@ -441,6 +441,20 @@ def average_options(wildcards):
     return argv
 
 
+def raw_text(wildcards):
+    """The demo's raw text (its test references go to sacreBLEU as they are).  Registry
+    datasets have none here: admin.evaluate detokenizes the tokenized references."""
+    if source(wildcards.dataset) == "demo":
+        return f"{RESOURCES}/{wildcards.dataset}/raw"
+    return []
+
+
+def detok_options(wildcards, input):
+    if not input.raw:
+        return []
+    return ["--ref-detok", f"{input.raw}/test.{languages(wildcards.dataset)[1]}"]
+
+
 def scoring_options(wildcards):
     scoring = experiment(wildcards.dataset).get("scoring") or {}
     return ["--compound-split"] if scoring.get("compound_split") else []
@@ -454,10 +468,6 @@ def run_files(name):
         return [f"{run}/{name}" for run in runs(wildcards.dataset)]
 
     return get
-
-
-def paper_numbers(wildcards):
-    return json.dumps(experiment(wildcards.dataset).get("paper") or {})
 
 
 def depth_run_files(name):

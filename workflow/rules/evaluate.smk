@@ -32,6 +32,7 @@ rule evaluate:
     input:
         data=f"{RESOURCES}/{{dataset}}/data-bin",
         average=f"{RUN}/average.json",
+        raw=raw_text,
     output:
         generate=f"{RUN}/generate.txt",
         scores=f"{RUN}/scores.json",
@@ -50,9 +51,12 @@ rule evaluate:
         py=PYTHON,
         hparams=generate_hparams,
         out_dir=lambda wildcards, output: str(Path(output.scores).parent),
+        refs=detok_options,
         options=scoring_options,
+        device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
     shell:
         "OMP_NUM_THREADS={threads} {params.py:q} -m admin.evaluate"
-        " --data {input.data:q} --average {input.average:q} --hparams {params.hparams:q}"
-        " --out-dir {params.out_dir:q} --scores {output.scores:q} {params.options:q}"
+        " --data-bin {input.data:q} --average {input.average:q}"
+        " --hparams {params.hparams:q} --device {params.device:q} {params.refs:q}"
+        " {params.options:q} --out-dir {params.out_dir:q} --scores {output.scores:q}"
         " > {log:q} 2>&1"

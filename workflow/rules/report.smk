@@ -25,10 +25,9 @@ rule table:
     params:
         py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.scores),
-        paper=paper_numbers,
     shell:
-        "{params.py:q} -m admin.table --dataset {wildcards.dataset:q} --paper {params.paper:q}"
-        " {params.runs:q} --md {output.md:q} --csv {output.csv:q} --json {output.json:q}"
+        "{params.py:q} -m admin.table --dataset {wildcards.dataset:q} {params.runs:q}"
+        " --md {output.md:q} --csv {output.csv:q} --json {output.json:q}"
         " > {log:q} 2>&1"
 
 
@@ -55,7 +54,8 @@ rule curves:
         py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.logs),
     shell:
-        "{params.py:q} -m admin.plots curves {params.runs:q} --out {output.png:q}"
+        "{params.py:q} -m admin.plots curves --dataset {wildcards.dataset:q} {params.runs:q}"
+        " --out {output.png:q}"
         " > {log:q} 2>&1"
 
 
@@ -81,5 +81,6 @@ rule bleu_plot:
         py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.scores),
     shell:
-        "{params.py:q} -m admin.plots bleu {params.runs:q} --out {output.png:q}"
+        "{params.py:q} -m admin.plots bleu --dataset {wildcards.dataset:q} {params.runs:q}"
+        " --out {output.png:q}"
         " > {log:q} 2>&1"

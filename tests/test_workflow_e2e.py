@@ -1,0 +1,267 @@
+"""The workflow for real, on the embedded demo shrunk by config (a few minutes on 2 cores).
+
+Each test runs Snakemake in its own temporary folder with the project's config plus an
+overlay, so the user's results/ and resources/ are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, VENV_BIN
+from tests.workflow_support import SNAKEMAKE, snakemake
+
+pytestmark = pytest.mark.slow
+
+# The demo, small: 1500 training pairs, a 64-dim model, a few epochs.
+SMALL: dict[str, Any] = {
+    "datasets": ["demo"],
+    "experiments": {
+        "demo": {
+            "data": {"corpus": {"seed": 1, "train": 1500, "valid": 60, "test": 60},
+                     "bpe_merges": 400},
+            "matrix": {"variants": ["postln", "preln", "admin"], "depths": ["1-1", "2-2"],
+                       "seeds": [1]},
+            "hparams": {"encoder_embed_dim": 64, "decoder_embed_dim": 64,
+                        "encoder_ffn_embed_dim": 128, "decoder_ffn_embed_dim": 128,
+                        "max_tokens": 1024, "lr": 0.003, "warmup_updates": 20,
+                        "max_epoch": 5, "log_interval": 5},
+            "generate": {"beam": 2, "batch_size": 64},
+            "average": {"last": 2},
+        }
+    },
+}  # fmt: skip
+
+
+def _overlay(tmp: Path, data: dict[str, Any]) -> list[str]:
+    path = tmp / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return ["--configfile", str(REPO / "config" / "config.yaml"), str(path)]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
+
+
+def _run(workdir: Path, config: dict[str, Any], *extra: str, timeout: float = 900):
+    proc = snakemake(
+        "--cores", "2", *_overlay(workdir, config), *extra, cwd=workdir, timeout=timeout
+    )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("demo")
+    proc = _run(workdir, SMALL)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    return workdir
+
+
+def test_demo_produces_table_plots_and_report(demo):
+    out = demo / "results" / "demo"
+    for name in ("table.md", "table.csv", "table.json", "bleu_vs_depth.png",
+                 "curves_1-1.png", "curves_2-2.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = demo / "report.html"
+    proc = snakemake(*_overlay(demo, SMALL), "--report", str(report), cwd=demo)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert report.stat().st_size > 10_000
+    # run folders hold what DESIGN.md lists; the Admin runs have their profile
+    for run in (out / "admin").glob("*/seed1"):
+        assert (run / "profile.json").is_file()
+    for run in out.glob("*/*/seed1"):
+        for name in ("train.log", "status.json", "average.json", "generate.txt", "scores.json"):
+            assert (run / name).is_file(), run / name
+        assert (run / "checkpoints" / "checkpoint_last.pt").is_file()
+
+
+def _cells(table: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(variant, depth, cell) of table.json, whatever nesting admin.table chose."""
+    found = []
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            variant = node.get("variant")
+            depth = node.get("depth")
+            if variant and depth:
+                found.append((variant, depth, node))
+            for key, value in node.items():
+                walk(value, [*path, str(key)])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    walk(table, [])
+    return found
+
+
+def _numbers(node: Any) -> list[float]:
+    if isinstance(node, bool):
+        return []
+    if isinstance(node, int | float):
+        return [float(node)]
+    if isinstance(node, dict):
+        return [n for value in node.values() for n in _numbers(value)]
+    if isinstance(node, list):
+        return [n for value in node for n in _numbers(value)]
+    return []
+
+
+def test_table_numbers_are_the_scores_numbers(demo):
+    out = demo / "results" / "demo"
+    scores = {
+        (run.parent.parent.name, run.parent.name): json.loads((run / "scores.json").read_text())
+        for run in out.glob("*/*/seed1")
+    }
+    assert len(scores) == 6
+    table_md = (out / "table.md").read_text()
+    table_json = json.loads((out / "table.json").read_text())
+    cells = _cells(table_json)
+    assert cells, table_json
+    for (variant, depth), score in scores.items():
+        if score["status"] == "diverged":
+            assert "diverged" in table_md
+            continue
+        bleu = score["bleu_tokenized"]
+        assert f"{bleu:.2f}" in table_md, (variant, depth, bleu)
+        cell = [c for v, d, c in cells if v == variant and d == depth]
+        assert cell and any(abs(n - bleu) < 0.005 for n in _numbers(cell[0])), cell
+
+
+def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
+    out = demo / "results" / "demo"
+    trained = max(
+        json.loads(p.read_text()).get("bleu_tokenized") or 0.0
+        for p in out.glob("*/*/*/scores.json")
+    )
+    # The same model after one update at lr 1e-7: untrained, through the same steps.
+    run = tmp_path / "results" / "demo" / "postln" / "2-2" / "seed1"
+    hp = {**_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), SMALL)
+          ["experiments"]["demo"]["hparams"], "max_update": 1, "max_epoch": 1, "lr": 1e-7}  # fmt: skip
+    py = str(VENV_BIN / "python")
+    data = str(demo / "resources" / "demo" / "data-bin")
+    steps = [
+        ["admin.train", "--data-bin", data, "--run-dir", str(run), "--variant", "postln",
+         "--depth", "2-2", "--seed", "1", "--hparams", json.dumps(hp), "--device", "cpu"],
+        ["admin.average", "--checkpoints", str(run / "checkpoints"),
+         "--status", str(run / "status.json"), "--last", "1", "--out", str(run / "average.json")],
+        ["admin.evaluate", "--data-bin", data, "--average", str(run / "average.json"),
+         "--hparams", json.dumps(SMALL["experiments"]["demo"]["generate"]), "--device", "cpu"],
+    ]  # fmt: skip
+    for step in steps:
+        proc = subprocess.run([py, "-m", *step], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    untrained = json.loads((run / "scores.json").read_text())["bleu_tokenized"]
+    assert untrained < 2.0
+    assert trained > untrained + 5.0, (trained, untrained)
+
+
+def test_divergence_is_a_table_cell_and_the_workflow_succeeds(tmp_path):
+    """Post-LN 2-2 with plain SGD at lr 1e8 diverges; 1-1 trains; the run exits 0."""
+    config = _merge(SMALL, {
+        "experiments": {"demo": {
+            "matrix": {"variants": ["postln"], "depths": ["1-1", "2-2"]},
+            "hparams": {"max_epoch": 2},
+            "by_depth": {"2-2": {"hparams": {
+                "optimizer": "sgd", "lr": 1e8, "lr_scheduler": "fixed", "adam_betas": None,
+                "warmup_updates": None, "warmup_init_lr": None}}},
+        }},
+    })  # fmt: skip
+    proc = _run(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    out = tmp_path / "results" / "demo"
+    diverged = json.loads((out / "postln" / "2-2" / "seed1" / "status.json").read_text())
+    assert diverged["status"] == "diverged", diverged
+    fine = json.loads((out / "postln" / "1-1" / "seed1" / "scores.json").read_text())
+    assert fine["status"] == "completed" and fine["bleu_tokenized"] is not None
+    table = (out / "table.md").read_text()
+    assert "diverged" in table and f"{fine['bleu_tokenized']:.2f}" in table
+    assert (out / "curves_2-2.png").is_file() and (out / "bleu_vs_depth.png").is_file()
+
+
+def _updates(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"num_updates[ =](\d+)", text)]
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_sigkill_during_training_then_rerun_continues_the_update_count(tmp_path):
+    config = _merge(SMALL, {
+        "experiments": {"demo": {
+            "matrix": {"variants": ["preln"], "depths": ["1-1"]},
+            "hparams": {"max_epoch": 8},
+        }},
+    })  # fmt: skip
+    args = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
+            *_overlay(tmp_path, config)]  # fmt: skip
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    run = tmp_path / "results" / "demo" / "preln" / "1-1" / "seed1"
+    history = run / "checkpoints" / "train.log"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            # wait for two epoch checkpoints, then kill the whole process group
+            while not (run / "checkpoints" / "checkpoint2.pt").exists():
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
+                assert time.monotonic() < deadline, "training never reached epoch 2"
+                time.sleep(0.5)
+            time.sleep(1.0)
+            descendants = _children(first.pid)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+    time.sleep(1.0)
+    assert not (_children(first.pid) | descendants) & {
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+    }, "processes of the killed workflow survive"
+    assert not (run / "status.json").exists()
+    killed_at = max(_updates(history.read_text()))
+    assert killed_at > 0
+
+    second = subprocess.run([*args, "--rerun-incomplete"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-8000:]
+    attempts = history.read_text().split("==== admin.train attempt")
+    assert len(attempts) == 3  # "" before the first marker, then two attempts
+    resumed = _updates(attempts[2])
+    assert resumed and resumed[0] > 1, "the second attempt restarted from update 1"
+    assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt", attempts[2])
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "completed" and status["epochs"] == 8
+    assert status["num_updates"] >= killed_at
+    assert (tmp_path / "results" / "demo" / "table.md").is_file()
