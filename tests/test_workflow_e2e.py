@@ -152,8 +152,9 @@ def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
     )
     # The same model after one update at lr 1e-7: untrained, through the same steps.
     run = tmp_path / "results" / "demo" / "postln" / "2-2" / "seed1"
-    hp = {**_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), SMALL)
-          ["experiments"]["demo"]["hparams"], "max_update": 1, "max_epoch": 1, "lr": 1e-7}  # fmt: skip
+    demo_config = _merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), SMALL)
+    hp = {**demo_config["experiments"]["demo"]["hparams"], "max_update": 1, "max_epoch": 1,
+          "lr": 1e-7}  # fmt: skip
     py = str(VENV_BIN / "python")
     data = str(demo / "resources" / "demo" / "data-bin")
     steps = [
