@@ -1,0 +1,145 @@
+"""Loss curves and BLEU against depth, as PNG files.
+
+    python -m admin.plots curves --run RUN_DIR [--run RUN_DIR ...] --out curves_6-6.png
+    python -m admin.plots bleu --run RUN_DIR [--run RUN_DIR ...] --out bleu_vs_depth.png
+
+A run folder is ``results/<dataset>/<variant>/<enc>-<dec>/seed<N>/``.
+``curves`` (runs of one depth) reads each ``train.log``: training loss solid,
+validation loss dashed, by update, one colour per variant, one line per seed; a
+diverged run's curve simply ends.  ``bleu`` reads each ``scores.json``: mean
+tokenized BLEU ± std per variant by depth, diverged cells marked x on the axis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from admin.atomic import atomic_path  # noqa: E402
+from admin.cli import run_cli  # noqa: E402
+from admin.errors import AdminError  # noqa: E402
+from admin.fairseq_command import parse_depth  # noqa: E402
+from admin.fairseq_log import parse  # noqa: E402
+from admin.table import LABELS, build_table, read_score  # noqa: E402
+from admin.variants import VARIANTS  # noqa: E402
+
+_SEED = re.compile(r"^seed(\d+)$")
+COLORS = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+
+
+def run_key(path: Path) -> tuple[str, str, int]:
+    """(variant, depth, seed) of a file inside a run folder."""
+    parts = path.parts
+    if len(parts) < 4 or not _SEED.match(parts[-2]) or parts[-4] not in VARIANTS:
+        raise AdminError(f"{path} is not inside a <variant>/<enc>-<dec>/seed<N>/ run folder")
+    parse_depth(parts[-3])
+    return parts[-4], parts[-3], int(_SEED.match(parts[-2])[1])
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(dataset: str, logs: Sequence[Path], out: Path) -> Path:
+    """Loss curves of every run of one depth, one colour per variant."""
+    runs = sorted((run_key(log), log) for log in logs)
+    depths = {depth for (_, depth, _), _ in runs}
+    if len(depths) != 1:
+        raise AdminError(f"curves are drawn per depth; these runs have {sorted(depths)}")
+    runs.sort(key=lambda r: (list(VARIANTS).index(r[0][0]), r[0][2]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labelled: set[str] = set()
+    for (variant, _depth, _seed), log in runs:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            progress = parse(handle)
+        color = COLORS.get(variant)
+        label = None if variant in labelled else LABELS.get(variant, variant)
+        labelled.add(variant)
+        for points, style, suffix in (
+            (progress.train_curve(), "-", " train"),
+            (progress.valid_curve(), "--", " valid"),
+        ):
+            finite = [p for p in points if math.isfinite(p.loss)]
+            if finite:
+                ax.plot(
+                    [p.num_updates for p in finite], [p.loss for p in finite], style,
+                    color=color, alpha=0.85, label=label and label + suffix,
+                )  # fmt: skip
+    enc, dec = parse_depth(depths.pop())
+    ax.set(title=f"{dataset}, {enc}L-{dec}L", xlabel="updates", ylabel="loss (base 2)")
+    ax.grid(alpha=0.3)
+    if labelled:
+        ax.legend(fontsize="small")
+    _save(fig, out)
+    return out
+
+
+def plot_bleu_vs_depth(dataset: str, scores: Sequence[Path], out: Path) -> Path:
+    table = build_table(dataset, [read_score(p) for p in scores])
+    depths = table["depths"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = range(len(depths))
+    for variant in table["variants"]:
+        cells = [table["cells"][variant][d] for d in depths]
+        color = COLORS.get(variant)
+        done = [(x, c) for x, c in zip(xs, cells, strict=True) if c["mean"] is not None]
+        if done:
+            ax.errorbar(
+                [x for x, _ in done], [c["mean"] for _, c in done],
+                yerr=[c["std"] or 0.0 for _, c in done], marker="o", capsize=3,
+                color=color, label=table["labels"][variant],
+            )  # fmt: skip
+        diverged = [x for x, c in zip(xs, cells, strict=True) if c["n"] == 0 and c["seeds"]]
+        if diverged:
+            ax.plot(diverged, [0.0] * len(diverged), "x", color=color, markersize=10, clip_on=False)
+    ax.set_xticks(list(xs), [f"{e}L-{d}L" for e, d in map(parse_depth, depths)])
+    ax.set(title=f"{dataset}: test BLEU by depth (x = diverged)", xlabel="depth", ylabel="BLEU")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, out)
+    return out
+
+
+def dataset_of(paths: Sequence[Path]) -> str:
+    """``results/<dataset>/<variant>/<depth>/seed<N>/<file>`` -> ``<dataset>``."""
+    names = {p.parts[-5] for p in paths if len(p.parts) >= 5}
+    return names.pop() if len(names) == 1 else "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m admin.plots", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="plot", required=True)
+    for name, what in (("curves", "loss curves of one depth"), ("bleu", "BLEU against depth")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("--run", action="append", type=Path, required=True, help="run folder")
+        s.add_argument("--out", required=True, type=Path, help="PNG to write")
+        s.add_argument("--dataset", help="title (default: from the run folders' path)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.plot == "curves":
+        logs = [run / "train.log" for run in args.run]
+        plot_curves(args.dataset or dataset_of(logs), logs, args.out)
+    else:
+        scores = [run / "scores.json" for run in args.run]
+        plot_bleu_vs_depth(args.dataset or dataset_of(scores), scores, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,233 @@
+"""The paper-style results table of one dataset.
+
+    python -m admin.table --dataset iwslt14_de_en --run RUN_DIR [--run RUN_DIR ...] \\
+        (--out-dir results/iwslt14_de_en | --md F --csv F --json F) [--scores FILE ...]
+
+A run folder is ``results/<dataset>/<variant>/<enc>-<dec>/seed<seed>/``; its
+``scores.json`` is read, and variant, depth and seed come from its path.
+Writes ``table.md``, ``table.csv`` and ``table.json``.  Rows
+are variants, columns depths.  A cell is tokenized BLEU (the paper's metric):
+mean ± sample standard deviation over the seeds that completed, the single
+value for one seed, or ``diverged`` when every seed diverged (``k/n diverged``
+is noted when only some did).  The paper's number sits beside every cell the
+paper reports (:mod:`admin.paper_results`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from admin.atomic import atomic_write_text
+from admin.cli import run_cli
+from admin.errors import AdminError
+from admin.fairseq_command import parse_depth
+from admin.paper_results import format_paper_cell, paper_cell
+from admin.variants import VARIANTS
+
+LABELS = {
+    "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin",
+    "admin-logn": "Admin (log N)", "deepnet": "DeepNet", "rezero": "ReZero",
+}  # fmt: skip
+METRIC = "bleu_tokenized"
+_SEED = re.compile(r"^seed(\d+)$")
+
+
+@dataclass
+class Score:
+    variant: str
+    depth: str
+    seed: int
+    status: str
+    bleu: float | None
+    sacrebleu: float | None
+
+
+@dataclass
+class Cell:
+    seeds: dict[int, float | None] = field(default_factory=dict)  # None = diverged
+
+    @property
+    def values(self) -> list[float]:
+        return [v for _, v in sorted(self.seeds.items()) if v is not None]
+
+    @property
+    def diverged(self) -> list[int]:
+        return sorted(s for s, v in self.seeds.items() if v is None)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    def text(self) -> str:
+        if not self.values:
+            return "diverged"
+        mean, std = self.mean, self.std
+        out = f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+        if self.diverged:
+            out += f" ({len(self.diverged)}/{len(self.seeds)} diverged)"
+        return out
+
+
+def read_score(path: Path) -> Score:
+    """One run's scores; variant, depth and seed come from the run folder's path."""
+    parts = path.parts
+    if len(parts) < 4 or not _SEED.match(parts[-2]):
+        raise AdminError(f"{path} is not <variant>/<enc>-<dec>/seed<N>/scores.json")
+    variant, depth, seed = parts[-4], parts[-3], int(_SEED.match(parts[-2])[1])
+    if variant not in VARIANTS:
+        raise AdminError(f"{path}: unknown variant {variant!r}")
+    parse_depth(depth)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        status = doc["status"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise AdminError(f"cannot read scores {path}: {err}") from None
+    if status == "completed":
+        bleu = doc.get(METRIC)
+        if not isinstance(bleu, int | float) or not math.isfinite(bleu):
+            raise AdminError(f"{path}: completed run without a numeric {METRIC}")
+        return Score(variant, depth, seed, status, float(bleu), doc.get("sacrebleu"))
+    if status == "diverged":
+        return Score(variant, depth, seed, status, None, None)
+    raise AdminError(f"{path}: unknown status {status!r}")
+
+
+def depth_key(depth: str) -> tuple[int, int]:
+    return parse_depth(depth)
+
+
+def build_table(dataset: str, scores: Sequence[Score]) -> dict[str, Any]:
+    cells: dict[tuple[str, str], Cell] = {}
+    for s in scores:
+        cell = cells.setdefault((s.variant, s.depth), Cell())
+        if s.seed in cell.seeds:
+            raise AdminError(f"two scores for {s.variant} {s.depth} seed {s.seed}")
+        cell.seeds[s.seed] = s.bleu
+    variants = [v for v in VARIANTS if any(k[0] == v for k in cells)]
+    depths = sorted({k[1] for k in cells}, key=depth_key)
+    rows: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        rows[variant] = {}
+        for depth in depths:
+            cell = cells.get((variant, depth))
+            paper = paper_cell(dataset, variant, depth)
+            rows[variant][depth] = {
+                "text": cell.text() if cell else "",
+                "mean": cell.mean if cell else None,
+                "std": cell.std if cell else None,
+                "n": len(cell.values) if cell else 0,
+                "seeds": {str(k): v for k, v in sorted(cell.seeds.items())} if cell else {},
+                "diverged_seeds": cell.diverged if cell else [],
+                "paper": format_paper_cell(paper) or None,
+            }
+    return {
+        "dataset": dataset,
+        "metric": METRIC,
+        "std": "sample standard deviation (n-1) over completed seeds",
+        "variants": variants,
+        "labels": {v: LABELS.get(v, v) for v in variants},
+        "depths": depths,
+        "cells": rows,
+    }
+
+
+def _with_paper(cell: dict[str, Any]) -> str:
+    return cell["text"] + (f" (paper {cell['paper']})" if cell["paper"] else "")
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    depths = table["depths"]
+    head = ["variant", *(_depth_label(d) for d in depths)]
+    lines = [
+        f"# {table['dataset']}: test BLEU (tokenized; mean ± std over seeds; paper in brackets)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for variant in table["variants"]:
+        row = [table["labels"][variant]]
+        row += [_with_paper(table["cells"][variant][d]) for d in depths]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["variant", *(f"{d}{suffix}" for d in table["depths"] for suffix in ("", " paper"))]
+    )
+    for variant in table["variants"]:
+        row = [variant]
+        for depth in table["depths"]:
+            cell = table["cells"][variant][depth]
+            row += [cell["text"], cell["paper"] or ""]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _depth_label(depth: str) -> str:
+    enc, dec = parse_depth(depth)
+    return f"{enc}L-{dec}L"
+
+
+def write_table(
+    dataset: str, score_files: Sequence[Path], md: Path, csv_path: Path, json_path: Path
+) -> dict[str, Any]:
+    if not score_files:
+        raise AdminError("no runs given (--run RUN_DIR or --scores FILE)")
+    table = build_table(dataset, [read_score(p) for p in score_files])
+    atomic_write_text(md, to_markdown(table))
+    atomic_write_text(csv_path, to_csv(table))
+    atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
+    return table
+
+
+def score_files(runs: Sequence[Path], scores: Sequence[Path]) -> list[Path]:
+    """``--run DIR`` means ``DIR/scores.json``."""
+    return [run / "scores.json" for run in runs] + list(scores)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m admin.table", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--run", action="append", type=Path, default=[], help="a run folder (repeat)")
+    p.add_argument("--scores", nargs="+", type=Path, default=[], help="scores.json files")
+    p.add_argument("--out-dir", type=Path, help="writes table.{md,csv,json} here")
+    p.add_argument("--md", type=Path)
+    p.add_argument("--csv", type=Path)
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    outputs = [args.md, args.csv, args.json]
+    if args.out_dir is not None:
+        outputs = [
+            o or args.out_dir / f"table.{ext}"
+            for o, ext in zip(outputs, ("md", "csv", "json"), strict=True)
+        ]
+    if any(o is None for o in outputs):
+        raise AdminError("give --out-dir, or all of --md, --csv and --json")
+    table = write_table(args.dataset, score_files(args.run, args.scores), *outputs)
+    print(to_markdown(table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
