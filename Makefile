@@ -14,7 +14,7 @@ STAMP := $(VENV)/.admin-installed
 INSTALL_INPUTS := envs/requirements.txt envs/requirements-fairseq.txt pyproject.toml
 CORES ?= all
 
-.PHONY: install demo test lint bench clean-venv
+.PHONY: install demo test lint clean-venv
 
 install: $(STAMP)
 
@@ -38,9 +38,6 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check admin tests benchmarks
 	$(VENV)/bin/ruff format --check admin tests benchmarks
-
-bench: install
-	$(VENV)/bin/python -m benchmarks
 
 clean-venv:
 	rm -rf $(VENV)
