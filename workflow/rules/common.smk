@@ -426,6 +426,12 @@ def profile_input(wildcards):
     return []
 
 
+def profile_options(wildcards, input):
+    if needs_profile(wildcards.variant):
+        return ["--profile", str(input.profile)]
+    return []
+
+
 # --------------------------------------------------------------------------- evaluation
 
 

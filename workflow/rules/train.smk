@@ -61,9 +61,7 @@ rule train:
     params:
         py=PYTHON,
         hparams=train_hparams,
-        profile=lambda wildcards, input: (
-            ["--profile", *input.profile] if input.profile else []
-        ),
+        profile=profile_options,
         run_dir=lambda wildcards, output: str(Path(output.status).parent),
         device=lambda wildcards, resources: (
             "cuda" if resources.gpus_per_node else "cpu"
