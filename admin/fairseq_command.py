@@ -3,11 +3,13 @@ argv of one run, and running a command with its output appended to log files."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,13 @@ def train_argv(
     ]  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when this process dies, even by SIGKILL, so no
+    orphaned trainer keeps writing checkpoints beside the next attempt."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run_logged(
     cmd: Sequence[str], logs: Sequence[Path], env: Mapping[str, str] | None = None
 ) -> int:
@@ -90,6 +99,7 @@ def run_logged(
     proc = subprocess.Popen(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         errors="replace", env=None if env is None else dict(env),
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )  # fmt: skip
 
     def forward(signum: int, _frame: Any) -> None:
