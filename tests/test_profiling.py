@@ -1,9 +1,9 @@
 """Admin profiling: the omegas it writes follow the recurrence of DESIGN.md.
 
-The test recomputes the recurrence independently of the plugin: forward hooks
-record each sublayer's input x_i and its branch output f_i(x_i) (after
-dropout) during the profiling forward pass, and the omegas are recomputed from
-those tensors alone.
+The test recomputes the recurrence independently of the plugin: global forward
+hooks record, for every Admin layer, each sublayer's input x_i and its branch
+output f_i(x_i) after dropout during the profiling run, and the omegas are
+recomputed from those tensors alone.
 """
 
 from __future__ import annotations
@@ -13,85 +13,106 @@ import math
 
 import pytest
 import torch
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 
 from admin import profiling
-from admin.fairseq_plugin.model import ProfilingFinished
-from tests.plugin_support import build, first_batch
+from admin.fairseq_plugin.layers import AdminDecoderLayer, AdminEncoderLayer
+from admin.fairseq_plugin.model import ProfilingFinished, first_training_batch
+from tests.plugin_support import build, parse_train_args
+
+POST_LN_NORMS = {
+    AdminEncoderLayer: ("self_attn_layer_norm",),
+    AdminDecoderLayer: ("self_attn_layer_norm", "encoder_attn_layer_norm"),
+}
 
 
-def _record_sublayers(model):
-    """Hooks that capture (input, branch) pairs per stack, in sublayer order."""
-    records = {"encoder": {"inputs": [], "branches": []}, "decoder": {"inputs": [], "branches": []}}
-    handles = []
+class SublayerTap:
+    """Records (input, branch) per stack for every Admin layer that runs."""
 
-    def keep(store):
-        return lambda _mod, _inp, out: store.append(out.detach().clone())
+    def __init__(self):
+        self.records = {AdminEncoderLayer: ([], []), AdminDecoderLayer: ([], [])}
+        self.current = None
 
-    def keep_input(store):
-        return lambda _mod, inp: store.append(inp[0].detach().clone())
+    def pre(self, module, args):
+        if isinstance(module, AdminEncoderLayer | AdminDecoderLayer):
+            self.current = module
+            self.records[type(module)][0].append(args[0].detach().clone())
 
-    for name, norms in (
-        ("encoder", ("self_attn_layer_norm",)),
-        ("decoder", ("self_attn_layer_norm", "encoder_attn_layer_norm")),
-    ):
-        rec = records[name]
-        for layer in getattr(model, name).layers:
-            # Inputs, in order: the layer input, then the output of each
-            # sublayer's post-LN, which is the next sublayer's input.
-            handles.append(layer.register_forward_pre_hook(keep_input(rec["inputs"])))
-            for norm in norms:
-                handles.append(getattr(layer, norm).register_forward_hook(keep(rec["inputs"])))
-            # The branch output after dropout: every call of the layer's
-            # dropout module, which fairseq applies once per sublayer.
-            handles.append(layer.dropout_module.register_forward_hook(keep(rec["branches"])))
-    return records, handles
+    def post(self, module, _args, out):
+        layer = self.current
+        if layer is None:
+            return
+        inputs, branches = self.records[type(layer)]
+        if module is layer.dropout_module:  # the branch output, after dropout
+            branches.append(out.detach().clone())
+        elif any(module is getattr(layer, n) for n in POST_LN_NORMS[type(layer)]):
+            inputs.append(out.detach().clone())  # the next sublayer's input
+        elif module is layer:
+            self.current = None
 
 
 def _recompute(inputs, branches):
     r, omegas = 1.0, []
     for x, f in zip(inputs, branches, strict=True):
         omegas.append(r)
-        r = math.sqrt(
-            (x.double() * r).var(unbiased=False).item() + f.double().var(unbiased=False).item()
-        )
+        var_in = (x.double() * r).var(unbiased=False).item()
+        r = math.sqrt(var_in + f.double().var(unbiased=False).item())
     return omegas
-
-
-def _profile(tiny_databin, path, seed=7):
-    task, model = build(
-        tiny_databin, "--init-type", "adaptive-profiling", "--admin-profile", str(path), seed=seed
-    )
-    batch = first_batch(task, "train")
-    model.train()
-    return model, batch
 
 
 def test_profile_follows_the_recurrence(tiny_databin, tmp_path):
     path = tmp_path / "profile.json"
-    model, batch = _profile(tiny_databin, path)
-    records, handles = _record_sublayers(model)
-    with pytest.raises(ProfilingFinished) as done:
-        model(**batch["net_input"])
-    for handle in handles:
-        handle.remove()
-    assert done.value.code == 0
+    tap = SublayerTap()
+    handles = [register_module_forward_pre_hook(tap.pre), register_module_forward_hook(tap.post)]
+    try:
+        with pytest.raises(ProfilingFinished) as done:
+            build(tiny_databin, "--init-type", "adaptive-profiling", "--admin-profile", str(path))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert done.value.code == 0 and done.value.path == str(path)
 
     doc = json.loads(path.read_text())
     assert doc["encoder"]["layers"] == 3 and doc["decoder"]["layers"] == 3
     assert doc["encoder"]["embed_dim"] == 64 and doc["decoder"]["embed_dim"] == 64
-    for name, per_layer in (("encoder", 2), ("decoder", 3)):
+    for name, cls, per_layer in (
+        ("encoder", AdminEncoderLayer, 2),
+        ("decoder", AdminDecoderLayer, 3),
+    ):
         written = doc[name]["omegas"]
-        rec = records[name]
-        assert len(rec["inputs"]) == len(rec["branches"]) == 3 * per_layer
-        expected = _recompute(rec["inputs"], rec["branches"])
+        inputs, branches = tap.records[cls]
+        assert len(inputs) == len(branches) == 3 * per_layer  # one forward pass
         # The model scales in float32, the test in float64: agree to float32 precision.
-        assert written == pytest.approx(expected, rel=1e-6)
+        assert written == pytest.approx(_recompute(inputs, branches), rel=1e-6)
         assert written[0] == 1.0
         # Each sublayer adds variance, so omega grows strictly with depth.
         assert all(b > a for a, b in zip(written, written[1:], strict=False))
-    # The model's omegas were set to the profiled values on the way.
-    enc = torch.cat([layer.omega[:, 0] for layer in model.encoder.layers])
-    assert enc.tolist() == pytest.approx(doc["encoder"]["omegas"])
+    assert doc["meta"]["sentences"] == done.value.profile.meta["sentences"] > 1
+
+
+def test_profiling_uses_fairseqs_first_training_batch(tiny_databin, tmp_path):
+    args = parse_train_args(tiny_databin, "--init-type", "admin-logn")
+    task, model = build(tiny_databin, "--init-type", "admin-logn")
+    ours = first_training_batch(args, task, model)
+    # What fairseq-train's own iterator yields first (workers and buffer as configured).
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(args.train_subset),
+        max_tokens=args.max_tokens,
+        max_sentences=args.batch_size,
+        max_positions=(1024, 1024),
+        ignore_invalid_inputs=True,
+        required_batch_size_multiple=args.required_batch_size_multiple,
+        seed=args.seed,
+        num_workers=1,
+        epoch=1,
+        data_buffer_size=10,
+    )
+    theirs = next(iter(itr.next_epoch_itr(shuffle=True)))
+    assert torch.equal(ours["id"], theirs["id"])
+    assert torch.equal(ours["net_input"]["src_tokens"], theirs["net_input"]["src_tokens"])
 
 
 def test_profiling_refuses_more_than_one_process(tiny_databin, tmp_path):
@@ -102,9 +123,4 @@ def test_profiling_refuses_more_than_one_process(tiny_databin, tmp_path):
             "--admin-profile", str(tmp_path / "p.json"),
             "--distributed-world-size", "2",
         )  # fmt: skip
-
-
-def test_profiling_refuses_to_start_from_a_checkpoint(tiny_databin, tmp_path):
-    model, _ = _profile(tiny_databin, tmp_path / "p.json")
-    with pytest.raises(profiling.ProfileError, match="empty --save-dir"):
-        model.load_state_dict(model.state_dict())
+    assert not (tmp_path / "p.json").exists()

@@ -63,18 +63,16 @@ class Builder:
     ) -> torch.nn.Module:
         """A ``variant`` model at initialisation, in eval mode.
 
-        Admin is profiled first on the fixed batch (training mode, as the
-        profiling job does), with the same seed, then built from that profile.
+        Admin is profiled first, exactly as the profiling job does (the first
+        training batch, training mode, the same seed), then built from that profile.
         """
         arch = model_args(dim, layers)
         with tempfile.TemporaryDirectory(dir=profile_dir) as tmp:
             profile = Path(tmp) / "profile.json"
             if needs_profile(variant):
                 torch.manual_seed(seed)
-                prof_model = self._build(arch + fairseq_flags(variant, profile, profiling=True))
-                prof_model.train()
-                try:
-                    prof_model(**self.batch["net_input"])
+                try:  # the plugin profiles the first training batch while building
+                    self._build(arch + fairseq_flags(variant, profile, profiling=True))
                 except ProfilingFinished:
                     pass
             torch.manual_seed(seed)

@@ -18,7 +18,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.distributed as dist
+from fairseq import utils
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import (
     TransformerDecoderBase,
@@ -46,13 +48,14 @@ logger = logging.getLogger(__name__)
 class ProfilingFinished(SystemExit):
     """Ends ``fairseq-train`` with status 0 once the profile is on disk.
 
-    fairseq's trainer only catches ``Exception``; this is a ``SystemExit``, so it
-    unwinds straight out of the training loop before any checkpoint is saved.
+    Raised from ``build_model``, before any training step, checkpoint load or
+    data-loading thread: the run stops there and saves nothing.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, profile: profiling.Profile):
         super().__init__(0)
         self.path = path
+        self.profile = profile
 
 
 @dataclass
@@ -94,6 +97,8 @@ class AdminTransformerModel(TransformerModel):
             _PLAN.reset(token)
         model.init_type = args.init_type
         model.admin_profile = args.admin_profile
+        if args.init_type == "adaptive-profiling":
+            _profile_and_exit(model, args, task)
         return model
 
     @classmethod
@@ -110,13 +115,12 @@ class AdminTransformerModel(TransformerModel):
             return super().build_decoder(cfg, tgt_dict, embed_tokens)
         return AdminTransformerDecoder(plan, cfg, tgt_dict, embed_tokens)
 
-    def forward(self, src_tokens, src_lengths, prev_output_tokens, **kwargs):
-        if getattr(self, "init_type", None) != "adaptive-profiling" or not self.training:
-            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
-        return self._profile(src_tokens, src_lengths, prev_output_tokens, **kwargs)
+    def profile(self, src_tokens, src_lengths, prev_output_tokens, **kwargs) -> profiling.Profile:
+        """Admin's profiling forward pass on one batch (training mode).
 
-    def _profile(self, src_tokens, src_lengths, prev_output_tokens, **kwargs):
-        """One training-mode forward that sets and records every omega, then exit 0."""
+        Every omega is set to its stack's running value just before it is
+        used, and the values are returned as a profile.
+        """
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             raise profiling.ProfileError(
                 "Admin profiling runs in one process; this run has "
@@ -132,7 +136,7 @@ class AdminTransformerModel(TransformerModel):
             for name in recorders:
                 for layer in getattr(self, name).layers:
                     layer.recorder = None
-        result = profiling.Profile(
+        return profiling.Profile(
             encoder=_stack_profile(self.encoder, recorders["encoder"]),
             decoder=_stack_profile(self.decoder, recorders["decoder"]),
             meta={
@@ -141,22 +145,6 @@ class AdminTransformerModel(TransformerModel):
                 "dtype": str(self.encoder.layers[0].omega.dtype),
             },
         )
-        profiling.write_profile(self.admin_profile, result)
-        logger.info(
-            "admin: wrote profile %s (encoder omegas %s, decoder omegas %s); profiling done",
-            self.admin_profile,
-            _fmt(result.encoder.omegas),
-            _fmt(result.decoder.omegas),
-        )
-        raise ProfilingFinished(self.admin_profile)
-
-    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
-        if getattr(self, "init_type", None) == "adaptive-profiling":
-            raise profiling.ProfileError(
-                "Admin profiling starts from initialisation, but fairseq is loading a "
-                "checkpoint: use an empty --save-dir for the profiling run"
-            )
-        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 class AdminTransformerEncoder(TransformerEncoderBase):
@@ -234,6 +222,54 @@ def _plan_from_args(args: Any) -> dict[str, _StackPlan]:
         plans["encoder"].deepnet_beta = c.encoder_beta
         plans["decoder"].deepnet_beta = c.decoder_beta
     return plans
+
+
+def _profile_and_exit(model: AdminTransformerModel, args: Any, task: Any) -> None:
+    """The profiling run: profile the first training batch, write, exit 0.
+
+    This runs inside ``build_model``, before fairseq loads a checkpoint or
+    starts its data-loading threads, so the process ends cleanly and nothing
+    else (checkpoint, optimizer state) is ever written.
+    """
+    batch = first_training_batch(args, task, model)
+    use_cuda = torch.cuda.is_available() and not getattr(args, "cpu", False)
+    if use_cuda:
+        model.cuda()
+        batch = utils.move_to_cuda(batch)
+    model.train()
+    result = model.profile(**batch["net_input"])
+    profiling.write_profile(args.admin_profile, result)
+    logger.info(
+        "admin: wrote profile %s (encoder omegas %s, decoder omegas %s); profiling done",
+        args.admin_profile,
+        _fmt(result.encoder.omegas),
+        _fmt(result.decoder.omegas),
+    )
+    raise ProfilingFinished(args.admin_profile, result)
+
+
+def first_training_batch(args: Any, task: Any, model: Any) -> dict:
+    """The first batch fairseq-train would train on (epoch 1, same seed and batching),
+    built in this thread: no loader workers, no background buffer."""
+    task.load_dataset(args.train_subset, epoch=1, combine=True)
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(args.train_subset),
+        max_tokens=args.max_tokens,
+        max_sentences=args.batch_size,
+        max_positions=utils.resolve_max_positions(
+            task.max_positions(), model.max_positions(), args.max_tokens
+        ),
+        ignore_invalid_inputs=True,
+        required_batch_size_multiple=args.required_batch_size_multiple,
+        seed=args.seed,
+        num_shards=1,
+        shard_id=0,
+        num_workers=0,
+        epoch=1,
+        data_buffer_size=0,
+        grouped_shuffling=getattr(args, "grouped_shuffling", False),
+    )
+    return next(iter(itr.next_epoch_itr(shuffle=True)))
 
 
 def _stack_profile(stack: Any, recorder: profiling.RunningVariance) -> profiling.StackProfile:
