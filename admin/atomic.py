@@ -25,6 +25,9 @@ def atomic_path(final: str | os.PathLike[str], *, directory: bool = False) -> It
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create owner-only paths; give the result the usual
+    # permissions (what open()/mkdir() would have made under this umask).
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and final.exists():
@@ -36,6 +39,12 @@ def atomic_path(final: str | os.PathLike[str], *, directory: bool = False) -> It
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(final: str | os.PathLike[str], text: str) -> None:
