@@ -23,20 +23,20 @@ from tests.workflow_support import SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.slow
 
-# The demo, small: 1500 training pairs, a 64-dim model, a few epochs.
+# The demo, small: 2000 training pairs, 64-dim models, small batches (many updates).
 SMALL: dict[str, Any] = {
     "datasets": ["demo"],
     "experiments": {
         "demo": {
-            "data": {"corpus": {"seed": 1, "train": 1500, "valid": 60, "test": 60},
+            "data": {"corpus": {"seed": 1, "train": 2000, "valid": 60, "test": 60},
                      "bpe_merges": 400},
-            "matrix": {"variants": ["postln", "preln", "admin"], "depths": ["1-1", "2-2"],
+            "matrix": {"variants": ["postln", "admin"], "depths": ["1-1", "2-2"],
                        "seeds": [1]},
             "hparams": {"encoder_embed_dim": 64, "decoder_embed_dim": 64,
                         "encoder_ffn_embed_dim": 128, "decoder_ffn_embed_dim": 128,
-                        "max_tokens": 1024, "lr": 0.003, "warmup_updates": 20,
-                        "max_epoch": 5, "log_interval": 5},
-            "generate": {"beam": 2, "batch_size": 64},
+                        "max_tokens": 256, "lr": 0.002, "warmup_updates": 50,
+                        "max_epoch": 4, "log_interval": 10},
+            "generate": {"beam": 2, "batch_size": 60},
             "average": {"last": 2},
         }
     },
@@ -129,7 +129,7 @@ def test_table_numbers_are_the_scores_numbers(demo):
         (run.parent.parent.name, run.parent.name): json.loads((run / "scores.json").read_text())
         for run in out.glob("*/*/seed1")
     }
-    assert len(scores) == 6
+    assert len(scores) == 4
     table_md = (out / "table.md").read_text()
     table_json = json.loads((out / "table.json").read_text())
     cells = _cells(table_json)
@@ -169,8 +169,8 @@ def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
         proc = subprocess.run([py, "-m", *step], capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     untrained = json.loads((run / "scores.json").read_text())["bleu_tokenized"]
-    assert untrained < 2.0
-    assert trained > untrained + 5.0, (trained, untrained)
+    assert untrained < 1.0
+    assert trained > untrained + 2.0, (trained, untrained)
 
 
 def test_divergence_is_a_table_cell_and_the_workflow_succeeds(tmp_path):
