@@ -45,7 +45,8 @@ def run_key(path: Path) -> tuple[str, str, int]:
     return parts[-4], parts[-3], int(_SEED.match(parts[-2])[1])
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_png(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically and free it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -81,7 +82,7 @@ def plot_curves(dataset: str, logs: Sequence[Path], out: Path) -> Path:
     ax.grid(alpha=0.3)
     if labelled:
         ax.legend(fontsize="small")
-    _save(fig, out)
+    save_png(fig, out)
     return out
 
 
@@ -108,7 +109,7 @@ def plot_bleu_vs_depth(dataset: str, scores: Sequence[Path], out: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    _save(fig, out)
+    save_png(fig, out)
     return out
 
 

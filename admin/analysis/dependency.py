@@ -160,10 +160,9 @@ def write_csv(path: Path, beta: torch.Tensor) -> None:
 
 
 def plot(path: Path, betas: dict[str, torch.Tensor], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from admin.plots import save_png
 
     fig, axes = plt.subplots(1, len(betas), figsize=(5.2 * len(betas), 4.4), squeeze=False)
     for ax, (stack, beta) in zip(axes[0], betas.items(), strict=True):
@@ -174,9 +173,7 @@ def plot(path: Path, betas: dict[str, torch.Tensor], title: str) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -167,10 +167,9 @@ def read_csv(path: Path) -> list[Row]:
 
 
 def plot(path: Path, rows: Sequence[Row]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from admin.plots import save_png
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, stack in zip(axes, ("encoder", "decoder"), strict=True):
@@ -192,9 +191,7 @@ def plot(path: Path, rows: Sequence[Row]) -> None:
         ax.set_title(f"{stack} output change at initialisation")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
