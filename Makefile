@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 # The stamp is newer than every file that decides what gets installed, so a
 # second `make install` on an unchanged checkout does nothing.
 STAMP := $(VENV)/.admin-installed
-INSTALL_INPUTS := envs/requirements.txt envs/requirements-fairseq.txt pyproject.toml
+INSTALL_INPUTS := envs/requirements.txt envs/constraints.txt envs/requirements-fairseq.txt pyproject.toml
 CORES ?= all
 
 .PHONY: install demo test lint clean-venv
@@ -21,7 +21,7 @@ install: $(STAMP)
 $(STAMP): $(INSTALL_INPUTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade -r envs/requirements.txt
+	$(PY) -m pip install -r envs/requirements.txt -c envs/constraints.txt
 	@# fairseq-fixed: built against the torch above (no isolation) and without
 	@# its own requirements (they would pull another torch); see DESIGN notes.
 	$(PY) -m pip install --no-build-isolation --no-deps -r envs/requirements-fairseq.txt
