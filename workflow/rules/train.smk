@@ -69,8 +69,12 @@ rule train:
         procs=lambda wildcards, resources: (
             resources.gpus_per_node or resources.cpu_procs
         ),
+        # the node's CPUs shared among its processes (each rank inherits the variable)
+        omp_threads=lambda wildcards, threads, resources: max(
+            1, threads // (resources.gpus_per_node or resources.cpu_procs)
+        ),
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.train"
+        "OMP_NUM_THREADS={params.omp_threads} {params.py:q} -m admin.train"
         " --data-bin {input.data:q} --run-dir {params.run_dir:q}"
         " --variant {wildcards.variant:q} --depth {wildcards.depth:q}"
         " --seed {wildcards.seed:q} --hparams {params.hparams:q} {params.profile:q}"
