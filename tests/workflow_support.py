@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,17 @@ def parse_dry_run(text: str) -> list[dict[str, Any]]:
     return jobs
 
 
-def plan(*args: str, cwd: Path = REPO) -> list[dict[str, Any]]:
-    """The jobs Snakemake plans for ``args`` (targets, --config ...), every job forced.
+def plan(*args: str) -> list[dict[str, Any]]:
+    """The jobs Snakemake plans for ``args`` (targets, --config ...), every job forced,
+    in an empty folder (whatever the checkout's results/ holds) with the project's config.
 
     ``--cores 256`` so that threads are not clamped to the dry run's one core."""
-    proc = snakemake("-n", "-p", "-F", "--nolock", "--cores", "256", *args, cwd=cwd)
+    with tempfile.TemporaryDirectory(prefix="admin-plan-") as workdir:
+        proc = snakemake(
+            "-n", "-p", "-F", "--nolock", "--cores", "256", *args,
+            # last: --configfile takes every word up to the next option
+            "--configfile", str(REPO / "config" / "config.yaml"), cwd=Path(workdir),
+        )  # fmt: skip
     if proc.returncode != 0:
         raise AssertionError(f"snakemake -n {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return parse_dry_run(proc.stdout + proc.stderr)
