@@ -30,7 +30,7 @@ $(STAMP): $(INSTALL_INPUTS)
 	@touch $@
 
 demo: install
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 
 test: install
 	$(VENV)/bin/python -m pytest
@@ -38,6 +38,8 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check admin tests benchmarks
 	$(VENV)/bin/ruff format --check admin tests benchmarks
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow
 
 clean-venv:
 	rm -rf $(VENV)
