@@ -136,21 +136,28 @@ def write_local_overlay(dest: Path, partition: str, **extra: Any) -> Path:
     return dest
 
 
-def run_snakemake(
-    args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    # Snakemake must submit, not believe it already runs inside a job.
-    for key in list(full_env):
-        if key.startswith(("SLURM_", "SBATCH_", "SRUN_")):
-            del full_env[key]
+def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a Snakemake run on the submit host: this one, without any
+    SLURM variable (Snakemake must submit, not believe it already runs inside a
+    job), the project's .venv first on PATH, plus ``env``."""
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))
+    }
     full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
     if env:
         full_env.update(env)
+    return full_env
+
+
+def run_snakemake(
+    args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SNAKEMAKE, *args],
         cwd=cwd,
-        env=full_env,
+        env=snakemake_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -160,6 +167,23 @@ def run_snakemake(
 def submissions(log_text: str) -> list[dict[str, str]]:
     """The plugin's 'submitted with SLURM jobid' lines, as dicts."""
     return [m.groupdict() for m in SUBMITTED_RE.finditer(log_text)]
+
+
+def job_stats(log_text: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table (jobs per rule) of the first plan in a log."""
+    stats: dict[str, int] = {}
+    lines = iter(log_text.splitlines())
+    for line in lines:
+        if line.strip() == "Job stats:":
+            break
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            continue
+        if fields[0] == "total":
+            break
+        stats[fields[0]] = int(fields[1])
+    return stats
 
 
 def squeue_fields(job_id: str, fmt: str) -> str:

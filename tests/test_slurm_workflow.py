@@ -1,322 +1,385 @@
 """The project's workflow on a real SLURM cluster, through ``--profile slurm``.
 
-* The shrunk demo runs end to end; every job except the local ones went through
-  sbatch (SLURM job ids in the plugin's log, COMPLETED in squeue) and the table
-  is produced.
-* A training job is cancelled with ``scancel`` mid-run; running the workflow again
-  resumes it from ``checkpoint_last.pt`` (the update count continues).
-* Training in the data-parallel CPU mode with 2 ranks inside one SLURM job: world
-  size 2, identical omegas on both ranks, an effective batch twice the
-  single-process one, and one set of checkpoints, written by rank 0 only.
+One shrunk demo (Admin at 2-2, trained by 2 CPU ranks) runs end to end in a
+temporary folder; the other tests reuse its data:
+
+* every job except the local ones went through sbatch (one SLURM job id per job in
+  the plugin's log, COMPLETED in squeue under the rule's name) and the table is
+  produced;
+* a single-process training (Pre-LN 1-1, outside the demo's matrix) is cancelled
+  with ``scancel`` after its first checkpoint; running the workflow again resumes
+  it from ``checkpoint_last.pt`` and the update count continues;
+* the demo's training ran data-parallel on CPU with 2 ranks inside its SLURM job:
+  world size 2, identical omegas on both ranks (the profile's), an effective batch
+  twice the single-process one (that of the resumed run), and one set of
+  checkpoints, written by rank 0 only (observed by tests/rank_probe, as in
+  tests/test_steps_distributed.py).
 
 Needs a SLURM cluster (``bash scripts/slurm-local-cluster.sh start``); skips
-without one, fails instead with ADMIN_REQUIRE_SLURM=1.
+without one, fails instead with ADMIN_REQUIRE_SLURM=1. About 5 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from admin import profiling
 from tests.slurm_support import (
     PROFILE_DIR,
     REPO,
+    SNAKEMAKE,
     cancel_run_jobs,
     default_partition,
+    job_stats,
     require_slurm,
+    run_snakemake,
+    snakemake_env,
     squeue_fields,
     submissions,
     workflow_rules,
     write_local_overlay,
 )
+from tests.test_steps_distributed import _first_epoch
 
 pytestmark = pytest.mark.slow
 
 PROBE = REPO / "tests" / "rank_probe"
-LOADED_RE = re.compile(
-    r"[Ll]oaded checkpoint \S*checkpoint_last\.pt \(epoch (\d+) @ (\d+) updates\)"
-)
+# The demo's one cell: Admin, trained by 2 CPU ranks (by_depth 2-2 below).
+ADMIN_RUN = "results/demo/admin/2-2/seed1"
+# Outside the demo's matrix: one process, cancelled after its first checkpoint.
+RESUME_RUN = "results/demo/preln/1-1/seed1"
+RESUME_EPOCHS = 5
 
-# The demo, shrunk to fit CI on two shared cores: a small corpus, two variants, one
-# shallow depth, one seed, a tiny model and a few epochs.
+# The demo (config/config.yaml) shrunk to fit two shared cores, as in
+# tests/test_workflow_e2e.py: a small corpus, one cell, a tiny model, two epochs.
+# Every run of this file uses this one config, so the later runs find the demo's
+# data up to date and build only their target.
 SHRINK: dict[str, Any] = {
+    "datasets": ["demo"],
     "experiments": {
         "demo": {
-            "data": {
-                "corpus": {"seed": 1, "train": 1200, "valid": 100, "test": 100},
-                "bpe_merges": 300,
-            },
-            "matrix": {"variants": ["postln", "admin"], "depths": ["2-2"], "seeds": [1]},
-            "hparams": {
-                "encoder_embed_dim": 32,
-                "decoder_embed_dim": 32,
-                "encoder_ffn_embed_dim": 64,
-                "decoder_ffn_embed_dim": 64,
-                "encoder_attention_heads": 2,
-                "decoder_attention_heads": 2,
-                "max_tokens": 2000,
-                "max_epoch": 3,
-                "warmup_updates": 6,
-                "log_interval": 1,
-            },
+            "data": {"corpus": {"seed": 1, "train": 1200, "valid": 60, "test": 60},
+                     "bpe_merges": 300},
+            "matrix": {"variants": ["admin"], "depths": ["2-2"], "seeds": [1]},
+            "hparams": {"encoder_embed_dim": 32, "decoder_embed_dim": 32,
+                        "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64,
+                        "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                        "max_tokens": 2000, "max_epoch": 2, "warmup_updates": 6,
+                        "log_interval": 1},
+            "generate": {"beam": 2, "batch_size": 60},
             "average": {"last": 2, "upper_bound": None},
+            "by_depth": {
+                # the data-parallel CPU mode: 2 gloo ranks in one job of 2 CPUs
+                "2-2": {"resources": {"train": {"cpus": 2, "cpu_procs": 2}}},
+                # the resumed run: long enough to be cancelled mid-run
+                "1-1": {"hparams": {"max_epoch": RESUME_EPOCHS}},
+            },
         }
-    }
-}
+    },
+}  # fmt: skip
+
+ATTEMPT = "==== admin.train attempt"
+LOADED_RE = re.compile(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch (\d+) @ (\d+) updates\)")
 
 
-def _write_config(path: Path, overrides: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(overrides, sort_keys=False), encoding="utf-8")
-    return path
+@dataclass
+class Cluster:
+    base: Path
+    workdir: Path
+    config: Path
+    overlay: Path
+    partition: str
+
+    def args(self, *targets: str, overlay: Path | None = None) -> list[str]:
+        # targets first: --configfile takes every word after it
+        return [
+            *targets, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.workdir),
+            "--profile", str(PROFILE_DIR), "--profile", str(overlay or self.overlay),
+            "--configfile", str(REPO / "config" / "config.yaml"), str(self.config),
+        ]  # fmt: skip
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess[str]
+    seconds: float
+
+    @property
+    def log(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    def check(self) -> str:
+        assert self.proc.returncode == 0, self.log[-8000:]
+        return self.log
 
 
-def _snakemake(
-    workdir: Path, overlay: Path, configfile: Path, targets: list[str], timeout: float
-) -> subprocess.CompletedProcess[str]:
-    from tests.slurm_support import run_snakemake
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    require_slurm()
+    base = tmp_path_factory.mktemp("slurm_workflow")
+    workdir = base / "work"
+    workdir.mkdir()
+    config = base / "shrink.yaml"
+    config.write_text(yaml.safe_dump(SHRINK, sort_keys=False), encoding="utf-8")
+    partition = default_partition()
+    overlay = write_local_overlay(base / "overlay", partition)
+    return Cluster(base, workdir, config, overlay, partition)
 
-    return run_snakemake(
-        [
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--profile",
-            str(PROFILE_DIR),
-            "--profile",
-            str(overlay),
-            "--configfile",
-            str(REPO / "config" / "config.yaml"),
-            str(configfile),
-            *targets,
-        ],  # fmt: skip
+
+@pytest.fixture(scope="module")
+def demo(cluster: Cluster) -> Run:
+    """The shrunk demo through --profile slurm, with the rank probe on."""
+    probe = cluster.base / "probe"
+    probe.mkdir()
+    t0 = time.monotonic()
+    proc = run_snakemake(
+        cluster.args(),
         cwd=REPO,
-        timeout=timeout,
-        env={"PYTHONPATH": str(REPO)},
+        timeout=900,
+        env={"PYTHONPATH": str(PROBE), "ADMIN_RANK_PROBE_DIR": str(probe)},
     )
+    run = Run(proc, time.monotonic() - t0)
+    if proc.returncode != 0:
+        cancel_run_jobs(run.log)
+    print(f"\ndemo through SLURM: {len(submissions(run.log))} jobs in {run.seconds:.0f} s")
+    return run
 
 
-def _completed_submissions(log: str) -> list[dict[str, str]]:
+def _completed(log: str) -> list[dict[str, str]]:
+    """The run's sbatch submissions; each job COMPLETED, under its rule's name."""
     subs = submissions(log)
     for sub in subs:
-        state = squeue_fields(sub["slurm"], "%T")
+        sub["rule"] = _rule_of(sub)
+        state, comment = squeue_fields(sub["slurm"], "%T %k").split()
         assert state == "COMPLETED", (sub, state)
+        assert comment.startswith(f"rule_{sub['rule']}_wildcards_"), (sub, comment)
     return subs
 
 
 def _rule_of(sub: dict[str, str]) -> str:
-    m = re.search(r"/rule_([A-Za-z0-9_]+)/", sub["log"])
+    m = re.search(r"/slurm_logs/rule_([A-Za-z0-9_]+)/", sub["log"])
     return m.group(1) if m else "?"
 
 
-@pytest.fixture
-def overlay(tmp_path: Path) -> Path:
-    require_slurm()
-    return write_local_overlay(tmp_path / "overlay", default_partition())
+def test_demo_through_slurm(cluster: Cluster, demo: Run) -> None:
+    log = demo.check()
+    out = cluster.workdir / "results" / "demo"
+    for name in ("table.md", "table.csv", "table.json", "bleu_vs_depth.png", "curves_2-2.png"):
+        assert (out / name).stat().st_size > 0, name
+    scores = json.loads((cluster.workdir / ADMIN_RUN / "scores.json").read_text())
+    cell = json.loads((out / "table.json").read_text())["cells"]["admin"]["2-2"]
+    if scores["status"] == "diverged":
+        assert cell["text"] == "diverged"
+    else:
+        assert cell["mean"] == pytest.approx(scores["bleu_tokenized"])
+
+    # Every job Snakemake ran went through sbatch, once, except the local rules.
+    subs = _completed(log)
+    assert len({s["slurm"] for s in subs}) == len(subs) == len({s["job"] for s in subs})
+    _, local = workflow_rules()
+    planned = {rule: n for rule, n in job_stats(log).items() if rule not in local}
+    submitted: dict[str, int] = {}
+    for sub in subs:
+        submitted[sub["rule"]] = submitted.get(sub["rule"], 0) + 1
+    assert submitted == planned, (submitted, job_stats(log))
+    for rule in ("demo_corpus", "tokenize", "bpe", "binarize", "profile", "train", "average",
+                 "evaluate", "table", "curves", "bleu_plot"):  # fmt: skip
+        assert submitted.get(rule) == 1, (rule, submitted)
+    # The plugin kept each job's SLURM log (the overlay keeps successful ones).
+    for sub in subs:
+        assert Path(sub["log"]).name == f"{sub['slurm']}.log" and Path(sub["log"]).is_file()
 
 
-def test_demo_through_slurm(tmp_path: Path, overlay: Path) -> None:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    configfile = _write_config(tmp_path / "shrink.yaml", SHRINK)
-    t0 = time.monotonic()
-    proc = _snakemake(workdir, overlay, configfile, [], timeout=1500)
-    log = proc.stdout + proc.stderr
-    try:
-        assert proc.returncode == 0, log[-8000:]
-        table = workdir / "results" / "demo" / "table.md"
-        assert table.is_file(), log[-4000:]
-        cells = json.loads((workdir / "results" / "demo" / "table.json").read_text())
-        assert cells, cells
-
-        subs = _completed_submissions(log)
-        submitted_rules = {_rule_of(s) for s in subs}
-        _, local = workflow_rules()
-        # Every step ran as a SLURM job: the demo's data, training and evaluation.
-        for rule in ("demo_corpus", "tokenize", "bpe", "binarize", "profile", "train", "evaluate"):
-            assert rule in submitted_rules, (rule, submitted_rules)
-        assert not submitted_rules & local, submitted_rules & local
-        assert len({s["slurm"] for s in subs}) == len(subs)
-        print(f"demo through SLURM: {len(subs)} jobs in {time.monotonic() - t0:.0f} s")
-    finally:
-        if proc.returncode != 0:
-            cancel_run_jobs(log)
+# --- a cancelled training resumes ---------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen[str]) -> None:
+def _updates(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"num_updates[ =](\d+)", text)]
+
+
+def _step_processes(workdir: Path) -> list[str]:
+    """Live admin.* step processes (fairseq ranks included) working in ``workdir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = (entry / "cwd").resolve()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cwd == workdir.resolve() and " -m admin." in cmdline:
+            found.append(f"{entry.name}: {cmdline[:200]}")
+    return found
+
+
+def _wait_for(predicate: Any, timeout: float, what: str, first: subprocess.Popen[str],
+              log: Path) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"snakemake ended before {what}:\n{out[-6000:]}")
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    while not predicate():
+        if first.poll() is not None:
+            raise AssertionError(f"snakemake ended before {what}:\n{log.read_text()[-6000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.5)
 
 
-def test_training_resumes_after_scancel(tmp_path: Path, overlay: Path) -> None:
-    from tests.slurm_support import SNAKEMAKE, run_snakemake
+@dataclass
+class Resumed:
+    first_log: str
+    first_rc: int
+    cancelled: str
+    survivors: list[str]
+    status_after_cancel: bool
+    last_after_cancel: bool
+    second: Run
 
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    shrink = _merge(
-        SHRINK,
-        {"experiments": {"demo": {"matrix": {"variants": ["preln"]}, "hparams": {"max_epoch": 6}}}},
-    )
-    configfile = _write_config(tmp_path / "shrink.yaml", shrink)
-    # No retries: the rerun is ours, as after a kill nobody retried.
-    no_retry = write_local_overlay(tmp_path / "no-retry", default_partition(), retries=0)
-    run_dir = workdir / "results" / "demo" / "preln" / "2-2" / "seed1"
-    target = str(run_dir.relative_to(workdir) / "status.json")
-    args = [
-        SNAKEMAKE,
-        "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--profile", str(PROFILE_DIR), "--profile", str(no_retry),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(configfile), target,
-    ]  # fmt: skip
-    first = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**_clean_env(), "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+
+@pytest.fixture(scope="module")
+def resumed(cluster: Cluster, demo: Run) -> Resumed:
+    """Pre-LN 1-1 trained as a SLURM job, scancel'ed after its first checkpoint, then
+    the same workflow run again. Without retries, so that the rerun is ours."""
+    no_retry = write_local_overlay(cluster.base / "no-retry", cluster.partition, retries=0)
+    target = f"{RESUME_RUN}/status.json"
+    run = cluster.workdir / RESUME_RUN
+    history = run / "checkpoints" / "train.log"
+    first_log = cluster.base / "first.log"
+    with open(first_log, "w", encoding="utf-8") as out:
+        first = subprocess.Popen(
+            [SNAKEMAKE, *cluster.args(target, overlay=no_retry)], cwd=REPO,
+            env=snakemake_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     try:
-        last = run_dir / "checkpoints" / "checkpoint_last.pt"
-        _wait_for(last.exists, 900, "the first checkpoint", first)
-        # The training job: the newest submission whose SLURM log is under rule_train.
-        log_dir = workdir / ".snakemake" / "slurm_logs" / "rule_train"
-        train_ids = sorted(p.stem for p in log_dir.rglob("*.log"))
-        assert train_ids, list(log_dir.rglob("*"))
-        subprocess.run(["scancel", train_ids[-1]], check=True, timeout=30)
-        out, _ = first.communicate(timeout=300)
+        # fairseq logs "Saved checkpoint" once checkpoint1.pt, _best and _last are written
+        _wait_for(lambda: history.is_file() and "Saved checkpoint" in history.read_text(),
+                  600, "the first checkpoint", first, first_log)  # fmt: skip
+        trains = [s for s in submissions(first_log.read_text()) if _rule_of(s) == "train"]
+        assert len(trains) == 1, first_log.read_text()[-4000:]
+        cancelled = trains[0]["slurm"]
+        subprocess.run(["scancel", cancelled], check=True, timeout=30)
+        first.wait(timeout=300)
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert first.returncode != 0, out[-4000:]
-    assert last.exists(), "the checkpoint did not survive the cancelled job"
-    assert not (run_dir / "status.json").exists()
+            cancel_run_jobs(first_log.read_text())
+    deadline = time.monotonic() + 20
+    while _step_processes(cluster.workdir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    survivors = _step_processes(cluster.workdir)
+    status_after_cancel = (run / "status.json").exists()
+    last_after_cancel = (run / "checkpoints" / "checkpoint_last.pt").is_file()
 
-    second = run_snakemake(args[1:], cwd=REPO, timeout=1200, env={"PYTHONPATH": str(REPO)})
-    log = second.stdout + second.stderr
-    assert second.returncode == 0, log[-8000:]
-    status = json.loads((run_dir / "status.json").read_text())
+    t0 = time.monotonic()
+    second = run_snakemake(cluster.args(target), cwd=REPO, timeout=600)
+    result = Run(second, time.monotonic() - t0)
+    if second.returncode != 0:
+        cancel_run_jobs(result.log)
+    print(f"\nrerun after scancel: {result.seconds:.0f} s")
+    return Resumed(first_log.read_text(), first.returncode, cancelled, survivors,
+                   status_after_cancel, last_after_cancel, result)  # fmt: skip
+
+
+def test_training_resumes_after_scancel(cluster: Cluster, resumed: Resumed) -> None:
+    # The first run: its training job was cancelled, nothing of it survives.
+    assert resumed.first_rc != 0, resumed.first_log[-4000:]
+    assert squeue_fields(resumed.cancelled, "%T") == "CANCELLED"
+    assert f"SLURM-job '{resumed.cancelled}' failed" in resumed.first_log, resumed.first_log[-4000:]
+    assert not resumed.survivors, resumed.survivors
+    assert not resumed.status_after_cancel
+    assert resumed.last_after_cancel, "checkpoint_last.pt did not survive the cancelled job"
+
+    # The second run: only the training, as a SLURM job, completed.
+    log = resumed.second.check()
+    subs = _completed(log)
+    assert [s["rule"] for s in subs] == ["train"], subs
+    assert subs[0]["slurm"] != resumed.cancelled
+
+    run = cluster.workdir / RESUME_RUN
+    history = (run / "checkpoints" / "train.log").read_text()
+    assert (run / "train.log").read_text() == history  # --log holds every attempt
+    attempts = history.split(ATTEMPT)
+    assert len(attempts) == 3, [a[:200] for a in attempts]  # "" then two attempts
+    killed, rerun = attempts[1], attempts[2]
+    assert "done training" not in killed, "the first attempt was not cut short"
+    per_epoch = _first_epoch(killed)[1]
+    loaded = LOADED_RE.findall(rerun)
+    assert len(loaded) == 1, rerun[-4000:]
+    # (fairseq names the epoch it resumes in: the one after the checkpoint's)
+    epoch, at = (int(x) for x in loaded[0])
+    assert epoch >= 2 and at == (epoch - 1) * per_epoch, (loaded, per_epoch)
+    assert at <= max(_updates(killed))
+    # The update count continues where the checkpoint left it, up to the same total
+    # as an uninterrupted run.
+    assert _updates(rerun)[0] == at + 1, _updates(rerun)[:5]
+    status = json.loads((run / "status.json").read_text())
     assert status["status"] == "completed", status
-    train_log = "\n".join(
-        p.read_text(errors="replace")
-        for p in [run_dir / "train.log", *sorted((workdir / "logs").rglob("train*.log"))]
-        if p.is_file()
-    )
-    loaded = LOADED_RE.findall(train_log)
-    assert loaded, "the rerun did not load checkpoint_last.pt:\n" + train_log[-4000:]
-    epoch, updates = (int(x) for x in loaded[-1])
-    assert epoch >= 1 and updates > 0, loaded
-    assert status["num_updates"] > updates, (status, loaded)
+    assert status["epochs"] == RESUME_EPOCHS
+    assert status["num_updates"] == RESUME_EPOCHS * per_epoch, (status, per_epoch)
 
 
-def _clean_env() -> dict[str, str]:
-    import os
-
-    from tests.slurm_support import VENV_BIN
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
+# --- 2 CPU ranks inside one SLURM job ------------------------------------------------
 
 
-def test_cpu_data_parallel_two_ranks_in_a_slurm_job(tmp_path: Path, overlay: Path) -> None:
-    """Single-process and 2-rank CPU training of the same run, each as a SLURM job."""
-    results: dict[int, dict[str, Any]] = {}
-    for procs in (1, 2):
-        workdir = tmp_path / f"work{procs}"
-        workdir.mkdir()
-        probe_dir = tmp_path / f"probe{procs}"
-        probe_dir.mkdir()
-        shrink = _merge(
-            SHRINK,
-            {
-                "experiments": {
-                    "demo": {
-                        "matrix": {"variants": ["admin"]},
-                        "hparams": {"max_epoch": 1},
-                        "resources": {"train": {"cpus": 2, "cpu_procs": procs}},
-                    }
-                }
-            },
-        )
-        configfile = _write_config(tmp_path / f"shrink{procs}.yaml", shrink)
-        run_dir = workdir / "results" / "demo" / "admin" / "2-2" / "seed1"
-        from tests.slurm_support import run_snakemake
+def test_cpu_data_parallel_two_ranks_in_a_slurm_job(
+    cluster: Cluster, demo: Run, resumed: Resumed
+) -> None:
+    log = demo.check()
+    trains = [s for s in _completed(log) if s["rule"] == "train"]
+    assert len(trains) == 1 and "demo_admin_2-2_1" in trains[0]["log"], trains
+    run = cluster.workdir / ADMIN_RUN
+    probe = cluster.base / "probe"
 
-        proc = run_snakemake(
-            [
-                "--snakefile",
-                str(REPO / "Snakefile"),
-                "--directory",
-                str(workdir),
-                "--profile",
-                str(PROFILE_DIR),
-                "--profile",
-                str(overlay),
-                "--configfile",
-                str(REPO / "config" / "config.yaml"),
-                str(configfile),
-                str(run_dir.relative_to(workdir) / "status.json"),
-            ],  # fmt: skip
-            cwd=REPO,
-            timeout=1200,
-            env={
-                "PYTHONPATH": f"{PROBE}:{REPO}",
-                "ADMIN_RANK_PROBE_DIR": str(probe_dir),
-            },
-        )
-        log = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            cancel_run_jobs(log)
-        assert proc.returncode == 0, log[-8000:]
-        subs = _completed_submissions(log)
-        assert "train" in {_rule_of(s) for s in subs}
-        results[procs] = {
-            "status": json.loads((run_dir / "status.json").read_text()),
-            "train_log": (run_dir / "train.log").read_text(errors="replace"),
-            "probe": probe_dir,
-            "run_dir": run_dir,
-        }
+    # world size 2: torchrun started two gloo ranks inside the job
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "completed" and status["world_size"] == 2, status
+    train_log = (run / "train.log").read_text()
+    assert "torch.distributed.run" in train_log.splitlines()[0]
+    assert "training on 2 devices" in train_log
+    assert "distributed init (rank 0)" in train_log and "distributed init (rank 1)" in train_log
+    # the job's 2 CPUs are shared by the 2 ranks (each with 2 threads, gloo crawls)
+    assert re.search(r"OMP_NUM_THREADS=1 \S+ -m admin\.train .*--nproc-per-node 2\b", log)
 
-    two = results[2]
-    # world size 2 in the log
-    assert re.search(r"world.size\D{0,5}2\b", two["train_log"], re.I), two["train_log"][-3000:]
-    assert two["status"].get("world_size", 2) == 2, two["status"]
-    # identical omegas on both ranks, read from the one profile
-    omegas = [json.loads((two["probe"] / f"omegas.rank{r}.json").read_text()) for r in (0, 1)]
+    # Both ranks start from the profile's omegas, identically.
+    omegas = [json.loads((probe / f"omegas.rank{r}.json").read_text()) for r in (0, 1)]
     assert omegas[0] and omegas[0] == omegas[1]
-    # effective batch: twice the single-process one, hence half the updates per epoch
-    one_updates = results[1]["status"]["num_updates"]
-    two_updates = two["status"]["num_updates"]
-    assert abs(2 * two_updates - one_updates) <= 2, (one_updates, two_updates)
-    # one set of checkpoints, written by rank 0 only
-    writes = {
-        r: (two["probe"] / f"writes.rank{r}.txt").read_text().splitlines()
+    profile = profiling.read_profile(run / "profile.json")
+    for stack, per_layer in (("encoder", 2), ("decoder", 3)):
+        want = profile.stack(stack).omegas
+        assert len(want) == 2 * per_layer
+        for layer in range(2):
+            for i, row in enumerate(omegas[0][f"{stack}.layers.{layer}.omega"]):
+                assert row == pytest.approx([want[layer * per_layer + i]] * len(row))
+
+    # Effective batch: each update sees both ranks' batches, so twice the sentences and
+    # half the updates of the single-process epoch of the same data and max_tokens (the
+    # resumed run's first epoch).
+    history = (cluster.workdir / RESUME_RUN / "checkpoints" / "train.log").read_text()
+    one_bsz, one_updates = _first_epoch(history)
+    two_bsz, two_updates = _first_epoch(train_log)
+    assert two_updates == math.ceil(one_updates / 2), (one_updates, two_updates)
+    assert two_bsz * two_updates == pytest.approx(one_bsz * one_updates, rel=0.01)
+    assert two_bsz == pytest.approx(2 * one_bsz, rel=1 / one_updates), (one_bsz, two_bsz)
+
+    # One set of checkpoints, written by rank 0 only.
+    # (the ranks run in the job's working directory: relative paths are under it)
+    save_dir = run / "checkpoints"
+    writes = [
+        [cluster.workdir / p for p in (probe / f"writes.rank{r}.txt").read_text().splitlines()]
         for r in (0, 1)
-        if (two["probe"] / f"writes.rank{r}.txt").exists()
-    }
-    ckpt_dir = two["run_dir"] / "checkpoints"
-    assert any(Path(w).name.startswith("checkpoint") for w in writes.get(0, [])), writes
-    assert not any(str(ckpt_dir) in w for w in writes.get(1, [])), writes.get(1)
-    assert (ckpt_dir / "checkpoint_last.pt").is_file()
+    ]
+    assert any(save_dir in p.parents and p.suffix == ".pt" for p in writes[0]), writes[0]
+    assert not [p for p in writes[1] if save_dir in p.parents], writes[1]
+    assert {p.name for p in (run / "checkpoints").glob("*.pt")} == {
+        "checkpoint1.pt", "checkpoint2.pt", "checkpoint_best.pt", "checkpoint_last.pt",
+    }  # fmt: skip
