@@ -53,10 +53,12 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 cut = state.break_after.pop(self.path, None)
             if cut is not None:
                 body = body[:cut]
-            self.wfile.write(body)
-            self.wfile.flush()
+            # Count before writing: once the client holds the bytes, the test
+            # may read the counter, and this thread may not have run on yet.
             with state.lock:
                 state.bytes_sent += len(body)
+            self.wfile.write(body)
+            self.wfile.flush()
             if cut is not None:
                 self.close_connection = True
 
