@@ -137,11 +137,7 @@ def verify(
     """
     digests = file_digests(path)
     want = expected_sha256(archive, lock)
-    problems = []
-    if want is not None and digests.sha256 != want:
-        problems.append(f"expected sha256 {want}, actual sha256 {digests.sha256}")
-    if archive.md5 is not None and digests.md5 != archive.md5:
-        problems.append(f"expected md5 {archive.md5}, actual md5 {digests.md5}")
+    problems = _mismatches(digests, archive, want)
     if problems:
         path.unlink(missing_ok=True)
         raise ChecksumMismatch(
@@ -149,6 +145,16 @@ def verify(
             f"({digests.size} bytes); the file was deleted"
         )
     return digests, want is None
+
+
+def _mismatches(digests: Digests, archive: Archive, want_sha256: str | None) -> list[str]:
+    """Each known digest that ``digests`` does not match, as 'expected X, actual Y'."""
+    problems = []
+    if want_sha256 is not None and digests.sha256 != want_sha256:
+        problems.append(f"expected sha256 {want_sha256}, actual sha256 {digests.sha256}")
+    if archive.md5 is not None and digests.md5 != archive.md5:
+        problems.append(f"expected md5 {archive.md5}, actual md5 {digests.md5}")
+    return problems
 
 
 class ChecksumMismatch(AdminError):
@@ -316,11 +322,7 @@ def _verify_copy(source: Path, archive: Archive, lock: LockFile | None) -> tuple
     # Never delete the user's offline copy: verify a digest of it without unlinking.
     digests = file_digests(source)
     want = expected_sha256(archive, lock)
-    problems = []
-    if want is not None and digests.sha256 != want:
-        problems.append(f"expected sha256 {want}, actual sha256 {digests.sha256}")
-    if archive.md5 is not None and digests.md5 != archive.md5:
-        problems.append(f"expected md5 {archive.md5}, actual md5 {digests.md5}")
+    problems = _mismatches(digests, archive, want)
     if problems:
         raise ChecksumMismatch(
             f"checksum mismatch for offline file {source}: {'; '.join(problems)}"
