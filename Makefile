@@ -1,4 +1,5 @@
 # The two commands a new user needs: `make demo` and `make test`.
+# `make bench` measures what they pay for (see "Benchmarks" in README.md).
 # Both run the same installer first (`make install`), which creates .venv
 # inside the checkout and installs the pinned stack into it.
 
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.admin-installed
 INSTALL_INPUTS := envs/requirements.txt envs/constraints.txt envs/requirements-fairseq.txt pyproject.toml
 CORES ?= all
 
-.PHONY: install demo test lint clean-venv
+.PHONY: install demo test lint bench clean-venv
 
 install: $(STAMP)
 
@@ -34,6 +35,11 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# Writes benchmarks/results/<date>-<host>.md (about 15 min on 2 cores);
+# e.g. `make bench BENCH_ARGS="--only planning --quick"` reruns one benchmark.
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check admin tests benchmarks

@@ -1,0 +1,42 @@
+"""Benchmarks: what users pay for, measured by one command (``make bench``).
+
+``python -m benchmarks [--only NAME ...] [--quick]`` runs them and writes a dated
+Markdown table to ``benchmarks/results/``.  Each benchmark is a module here with a
+``run(ctx) -> Result``; :data:`BENCHMARKS` lists them in the issue's order,
+which is also the order they run in.
+"""
+
+from __future__ import annotations
+
+# name -> (module, what it measures).  Modules are imported only when they run,
+# so ``--only planning`` does not pay for importing torch and fairseq.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "demo_wall_time": (
+        "benchmarks.demo_wall_time",
+        "the embedded demo end to end from an empty folder, per-stage split",
+    ),
+    "training_overhead": (
+        "benchmarks.training_overhead",
+        "training tokens/s of admin_transformer per init type against stock transformer (CPU)",
+    ),
+    "gpu_throughput": (
+        "benchmarks.gpu_throughput",
+        "bf16 tokens/s and MFU at 6 and 18 layers (CUDA; a CPU smoke run without a GPU)",
+    ),
+    "profiling_cost": (
+        "benchmarks.profiling_cost",
+        "the Admin profiling job against one training step, and process start-up",
+    ),
+    "planning": (
+        "benchmarks.planning",
+        "snakemake -n paper_all: wall time and job count",
+    ),
+    "preprocessing": (
+        "benchmarks.preprocessing",
+        "tokenize + BPE sentences/s: 1 process, all cores, plain reference loop",
+    ),
+    "checkpoint_averaging": (
+        "benchmarks.checkpoint_averaging",
+        "admin.average over 10 checkpoints: time and peak memory",
+    ),
+}
