@@ -80,7 +80,9 @@ def run(ctx: Context) -> Result:
     ]  # fmt: skip
     for stage, (seconds, count) in stages.items():
         jobs_text = f"{count} job{'s' if count > 1 else ''}"
-        figures.append(Figure(NAME, f"stage {stage}: sum of its {jobs_text}", [seconds], "s"))
+        figures.append(
+            Figure(NAME, f"stage {stage} ({jobs_text}), job times summed", [seconds], "s")
+        )
     notes = [
         f"one run from an empty folder on {ctx.cores} cores; load average "
         f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after; stages overlap "
