@@ -15,6 +15,7 @@ every stage once, not the demo's figure.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections import defaultdict
@@ -93,5 +94,7 @@ def run(ctx: Context) -> Result:
     details = ["Per job (s), from `logs/benchmarks/`:", "", "| job | s |", "| --- | --- |"]
     details += [f"| {path} | {fmt(seconds)} |" for path, seconds in jobs.items()]
     if table.is_file():
-        details += ["", "The demo's table from this run:", "", table.read_text(encoding="utf-8")]
+        # its title demoted to plain text: one H1 per results file
+        text = re.sub(r"^#+ (.*)$", r"*\1*", table.read_text(encoding="utf-8"), flags=re.M)
+        details += ["", "The demo's table from this run:", "", text]
     return Result(figures, notes, "\n".join(details))

@@ -81,7 +81,7 @@ def run(ctx: Context) -> Result:
         Figure(NAME, "jobs planned by paper_all", [float(counts.pop())] * len(plans), "jobs"),
         Figure(NAME, "snakemake --version (start-up), wall", samples["startup"], "s"),
         Figure(NAME, "planning beyond start-up (per-round difference)", beyond, "s"),
-        Figure(NAME, "start-up share of the dry run", share, "ratio"),
+        Figure(NAME, "start-up share of the dry run", share),
     ]
     notes = ["dry run in an empty folder with config/config.yaml; the two commands interleaved"]
     probe = _slurm_probe_seconds()
