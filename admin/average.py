@@ -6,8 +6,10 @@
 This is fairseq's ``scripts/average_checkpoints.py --num-epoch-checkpoints N
 --checkpoint-upper-bound E`` (not in the wheel): the N newest ``checkpoint<E>.pt``
 with ``E <= upper bound``, every floating-point tensor of the model averaged.
-It streams: one checkpoint is loaded at a time and added to a float64 running
-sum, so memory holds the sum plus one checkpoint, never all N.  The output,
+It streams: one checkpoint at a time is memory-mapped and its model tensors
+added to a float64 running sum, so memory holds the sum plus one model, never
+all N and never the optimizer states.  Tensors that share storage (shared
+embeddings and output projection) are summed once and stay shared.  The output,
 ``checkpoint_avg.pt`` beside ``--out``, keeps the newest checkpoint's other
 fields (config, optimizer state, training progress) so that fairseq-generate
 and fairseq-train ``--restore-file`` both load it.
@@ -57,36 +59,49 @@ def epoch_checkpoints(folder: Path, last: int, upper_bound: int | None) -> list[
     return found[-last:]
 
 
+def _aliases(model: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Each floating-point key mapped to the first key that views the same data."""
+    first: dict[tuple, str] = {}
+    out = {}
+    for key, value in model.items():
+        if value.is_floating_point():
+            view = (value.untyped_storage().data_ptr(), value.storage_offset(),
+                    tuple(value.shape), value.stride())  # fmt: skip
+            out[key] = first.setdefault(view, key)
+    return out
+
+
 def average(paths: Sequence[Path], output: Path) -> None:
     """Write the average of ``paths`` (oldest first) to ``output``, streaming."""
-    total: dict[str, torch.Tensor] | None = None
+    total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
+    aliases: dict[str, str] = {}
     state: dict[str, Any] = {}
     for index, path in enumerate(paths):
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, mmap=True)
         model = state["model"]
-        if total is None:
+        if index == 0:
             dtypes = {k: v.dtype for k, v in model.items()}
-            total = {
-                k: v.to(torch.float64, copy=True) for k, v in model.items() if v.is_floating_point()
-            }
+            aliases = _aliases(model)
+            total = {k: model[k].to(torch.float64, copy=True) for k in set(aliases.values())}
         else:
             if model.keys() != dtypes.keys():
                 raise AdminError(
                     f"{path} does not hold the same parameters as {paths[0]}: "
                     "the checkpoints come from different models"
                 )
-            for key, value in model.items():
-                if key in total:
-                    total[key] += value.to(torch.float64)
+            for key, value in total.items():
+                value += model[key].to(torch.float64)
         if index < len(paths) - 1:
             del state, model  # keep only the running sum between checkpoints
-    assert total is not None
     # The newest checkpoint (loaded last) supplies everything but the averaged
     # weights; its non-float tensors (e.g. version counters) are kept as they are.
     newest = state["model"]
-    for key, value in total.items():
-        newest[key] = (value / len(paths)).to(dtypes[key])
+    for key in list(total):
+        mean = (total.pop(key) / len(paths)).to(dtypes[key])
+        for alias, source in aliases.items():
+            if source == key:
+                newest[alias] = mean
     with atomic_path(output) as tmp:
         torch.save(state, tmp)
 

@@ -29,7 +29,11 @@ def allow_fairseq_checkpoints() -> None:
     torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a fairseq checkpoint on CPU with the weights-only check on."""
+def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[str, Any]:
+    """Load a fairseq checkpoint on CPU with the weights-only check on.
+
+    ``mmap=True`` maps the tensors instead of reading them: only those that are
+    used (e.g. the model's, not the optimizer's) are ever paged in.
+    """
     with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

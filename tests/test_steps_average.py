@@ -29,10 +29,10 @@ def test_average_is_the_mean_and_streams(trained_admin_run, tmp_path, monkeypatc
     alive: list[weakref.ref] = []
     peak = []
 
-    def counting_load(path):
+    def counting_load(path, **kwargs):
         # How many earlier checkpoints are still in memory when the next one loads.
         peak.append(sum(ref() is not None for ref in alive))
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, **kwargs)
         alive.append(weakref.ref(next(iter(state["model"].values()))))
         return state
 
@@ -53,6 +53,13 @@ def test_average_is_the_mean_and_streams(trained_admin_run, tmp_path, monkeypatc
         torch.testing.assert_close(value.double(), mean, rtol=1e-6, atol=1e-7)
     assert not torch.equal(
         avg["model"]["encoder.layers.0.omega"], states[2]["model"]["encoder.layers.0.omega"]
+    )
+    # Shared embeddings stay one tensor, so the average is no bigger than a checkpoint.
+    shared = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+    ptrs = [states[2]["model"][k].untyped_storage().data_ptr() for k in shared]
+    assert ptrs[0] == ptrs[1]
+    assert avg["model"][shared[0]].untyped_storage().data_ptr() == (
+        avg["model"][shared[1]].untyped_storage().data_ptr()
     )
     # Everything else comes from the newest checkpoint.
     assert avg["optimizer_history"] == states[2]["optimizer_history"]
