@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 from admin.atomic import atomic_path
 from admin.cli import run_cli
 from admin.errors import AdminError
+from admin.variants import VARIANTS
 
 POST_LN_NORMS = {
     "encoder": ("self_attn_layer_norm", "final_layer_norm"),
@@ -98,6 +101,7 @@ def _layer_norm(
     return scaled, new_bias
 
 
+@torch.no_grad()  # the LayerNorm weights would otherwise keep every component alive
 def decompose(model: torch.nn.Module, batch: dict, stack_name: str = "encoder") -> Decomposition:
     """beta_{i,j} for one stack of ``model`` (eval mode) on ``batch``."""
     model.eval()
@@ -109,10 +113,9 @@ def decompose(model: torch.nn.Module, batch: dict, stack_name: str = "encoder") 
     recorder = _Recorder(stack, norms)
     net = batch["net_input"]
     try:
-        with torch.no_grad():
-            enc = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
-            if stack_name == "decoder":
-                model.decoder(net["prev_output_tokens"], encoder_out=enc, features_only=True)
+        enc = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+        if stack_name == "decoder":
+            model.decoder(net["prev_output_tokens"], encoder_out=enc, features_only=True)
     finally:
         recorder.remove()
     if stack_name == "encoder":
@@ -148,63 +151,193 @@ def decompose(model: torch.nn.Module, batch: dict, stack_name: str = "encoder") 
         stream = sum(components) + bias
         error = (stream - recorder.layer_outputs[index])[mask].abs().max().item()
         max_error = max(max_error, error)
-    return Decomposition(torch.tensor(rows), max_error)
+    return Decomposition(torch.tensor(rows, dtype=torch.float64), max_error)
 
 
-def write_csv(path: Path, beta: torch.Tensor) -> None:
+@dataclass
+class Summary:
+    """Where the rows of a beta matrix put their weight.  Shares are of the squared norm
+    (rows have unit norm, so a row's shares add up to 1), averaged over rows."""
+
+    latest: float  # beta_{i,i}^2: the latest branch
+    earlier: float  # the branches before the latest (the stack input excluded)
+    input: float  # beta_{i,0}^2: the stack input
+    dominance: float  # beta_{i,i} over the mean beta_{i,j} of the earlier branches (rows i >= 2)
+    spread: float  # last row: participation ratio of its branch shares / number of branches
+
+
+def summarize(beta: torch.Tensor) -> Summary:
+    """How much each sublayer output relies on its latest branch versus earlier ones.
+
+    ``spread`` is 1 when the last row weighs every branch equally and 1/n when one
+    branch carries it all; ``dominance`` is about 1 when the latest branch weighs as
+    much as an average earlier one.
+    """
+    beta = beta.double()
+    shares = beta.pow(2)
+    n = shares.size(0)
+    latest = torch.stack([shares[i, i + 1] for i in range(n)])
+    inputs = shares[:, 0]
+    ratios = [beta[i, i + 1] / beta[i, 1 : i + 1].mean() for i in range(1, n)]
+    top = shares[-1, 1:]
+    return Summary(
+        latest=latest.mean().item(),
+        earlier=(1.0 - latest - inputs).mean().item(),
+        input=inputs.mean().item(),
+        dominance=torch.stack(ratios).mean().item() if ratios else float("nan"),
+        spread=(top.sum() ** 2 / top.pow(2).sum() / top.numel()).item(),
+    )
+
+
+STATES = ("init", "trained")
+
+
+def write_csv(path: Path, betas: dict[tuple[str, str], torch.Tensor]) -> None:
+    """Long format: state (init/trained), stack, sublayer i (1-based), branch j
+    (0 = the stack input), beta."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["sublayer"] + [f"branch_{j}" for j in range(beta.size(1))])
-        for i, row in enumerate(beta.tolist(), start=1):
-            writer.writerow([i] + [f"{v:.6f}" for v in row])
+        writer.writerow(["state", "stack", "sublayer", "branch", "beta"])
+        for (state, stack), beta in betas.items():
+            for i, row in enumerate(beta.tolist(), start=1):
+                for j in range(i + 1):
+                    writer.writerow([state, stack, i, j, f"{row[j]:.6f}"])
 
 
-def plot(path: Path, betas: dict[str, torch.Tensor], title: str) -> None:
+def read_csv(path: Path) -> dict[tuple[str, str], torch.Tensor]:
+    cells: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+    with open(path, newline="") as handle:
+        for r in csv.DictReader(handle):
+            key = (r["state"], r["stack"])
+            cells.setdefault(key, {})[int(r["sublayer"]), int(r["branch"])] = float(r["beta"])
+    out = {}
+    for key, values in cells.items():
+        n = max(i for i, _ in values)
+        beta = torch.zeros(n, n + 1, dtype=torch.float64)
+        for (i, j), v in values.items():
+            beta[i - 1, j] = v
+        out[key] = beta
+    return out
+
+
+def plot(
+    path: Path, betas: dict[tuple[str, str], torch.Tensor], title: str, notes: dict[str, str]
+) -> None:
+    """One heatmap per state (rows) and stack (columns), beta_{i,j} masked above the
+    diagonal; a state without a matrix shows its note instead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from admin.plots import save_png
 
-    fig, axes = plt.subplots(1, len(betas), figsize=(5.2 * len(betas), 4.4), squeeze=False)
-    for ax, (stack, beta) in zip(axes[0], betas.items(), strict=True):
-        image = ax.imshow(beta.numpy(), cmap="viridis", vmin=0, vmax=1, origin="upper")
-        ax.set_xlabel("residual branch j (0 = stack input)")
-        ax.set_ylabel("output of sublayer i")
-        ax.set_title(f"{stack}: β(i, j)")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.suptitle(title)
-    fig.tight_layout()
+    states = [s for s in STATES if any(k[0] == s for k in betas) or s in notes]
+    fig, axes = plt.subplots(
+        len(states), 2, figsize=(11, 4.5 * len(states)), squeeze=False, layout="constrained"
+    )
+    image = None
+    for r, state in enumerate(states):
+        for c, stack in enumerate(("encoder", "decoder")):
+            ax = axes[r][c]
+            beta = betas.get((state, stack))
+            if beta is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, notes.get(state, "not measured"), ha="center", va="center",
+                        wrap=True, transform=ax.transAxes)  # fmt: skip
+                continue
+            data = beta.numpy().copy()
+            data[np.triu_indices(data.shape[0], k=2, m=data.shape[1])] = np.nan
+            image = ax.imshow(data, cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
+            s = summarize(beta)
+            ax.set_title(
+                f"{stack}, {state}\nshares: latest {s.latest:.2f}, earlier {s.earlier:.2f}, "
+                f"input {s.input:.2f}; dominance {s.dominance:.2f}; spread {s.spread:.2f}",
+                fontsize=8.5,
+            )
+            ax.set_xlabel("residual branch j (0 = stack input)")
+            ax.set_ylabel("output of sublayer i")
+            n = data.shape[0]
+            ticks = list(range(0, n + 1, max(1, (n + 1) // 12)))
+            ax.set_xticks(ticks)
+            ax.set_yticks([t for t in ticks if t < n], [str(t + 1) for t in ticks if t < n])
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label="β(i, j)")
+    fig.suptitle(
+        title + "\nshares of squared weight (mean over rows); dominance: latest β over the "
+        "mean earlier branch β; spread: last row's participation ratio / branches",
+        fontsize=9,
+    )
     save_png(fig, path)
+
+
+def _trained_checkpoint(average_json: Path) -> tuple[Path | None, str]:
+    """The averaged checkpoint a run's ``average.json`` names, or why there is none."""
+    try:
+        info = json.loads(average_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise AdminError(f"cannot read {average_json}: {err}") from None
+    if info.get("status") != "completed" or not info.get("checkpoint"):
+        return None, f"trained run {info.get('status', 'unknown')}: no trained model"
+    checkpoint = average_json.parent / info["checkpoint"]
+    if not checkpoint.is_file():
+        raise AdminError(f"{average_json} names {checkpoint}, which does not exist")
+    epochs = info.get("epochs") or []
+    return checkpoint, f"trained (epochs {', '.join(map(str, epochs))} averaged)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from admin.analysis.models import Builder, load_trained
+    from admin.fairseq_command import parse_depth, parse_hparams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-bin", type=Path, required=True)
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--layers", type=int, required=True, help="encoder = decoder depth")
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--checkpoint", type=Path, help="a trained model instead of the init")
+    parser.add_argument("--split", default="valid", help="the split the fixed batch comes from")
+    parser.add_argument("--max-tokens", type=int, default=2000, help="size of the fixed batch")
+    parser.add_argument("--variant", required=True, choices=list(VARIANTS))
+    parser.add_argument("--depth", required=True, help="<encoder>-<decoder> layers, e.g. 6-6")
+    parser.add_argument(
+        "--hparams", required=True, help="the recipe's fairseq options (JSON), as for training"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the initialisation")
+    parser.add_argument("--profile", type=Path, help="Admin: the profile to start from")
+    parser.add_argument(
+        "--average", type=Path, help="a trained run's average.json: also its averaged model"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out-png", type=Path, required=True)
-    parser.add_argument("--out-csv", type=Path, required=True, help="encoder; decoder beside it")
+    parser.add_argument("--out-csv", type=Path, required=True)
     args = parser.parse_args(argv)
-    builder = Builder(args.data_bin)
-    if args.checkpoint:
-        model = load_trained(args.checkpoint, builder.task)
-        when = f"trained ({args.checkpoint.name})"
-    else:
-        model = builder.build(args.variant, args.layers, args.dim, args.seed)
-        when = "initialisation"
-    betas = {}
-    for stack in ("encoder", "decoder"):
-        result = decompose(model.double(), builder.batch, stack)
-        if result.max_error > 1e-6:
-            raise AdminError(f"{stack} decomposition is off by {result.max_error:.2e}")
-        betas[stack] = result.beta
-    write_csv(args.out_csv, betas["encoder"])
-    write_csv(args.out_csv.with_name(args.out_csv.stem + "_decoder.csv"), betas["decoder"])
-    plot(args.out_png, betas, f"{args.variant}, {args.layers} layers, at {when}")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq logs at DEBUG
+    depth = parse_depth(args.depth)
+    hparams = parse_hparams(args.hparams)
+    torch.set_num_threads(args.threads)
+    builder = Builder(args.data_bin, split=args.split, max_tokens=args.max_tokens)
+    models = {"init": builder.build(args.variant, depth, hparams, args.seed, args.profile)}
+    notes = {}
+    if args.average is not None:
+        checkpoint, notes["trained"] = _trained_checkpoint(args.average)
+        if checkpoint is not None:
+            models["trained"] = load_trained(checkpoint, builder.task)
+    betas: dict[tuple[str, str], torch.Tensor] = {}
+    for state, model in models.items():
+        model = model.double()
+        for stack in ("encoder", "decoder"):
+            result = decompose(model, builder.batch, stack)
+            if result.max_error > 1e-6:
+                raise AdminError(f"{state} {stack} decomposition is off by {result.max_error:.2e}")
+            betas[state, stack] = result.beta
+            s = summarize(result.beta)
+            print(
+                f"{args.variant} {args.depth} {state} {stack}: shares latest {s.latest:.3f}, "
+                f"earlier {s.earlier:.3f}, input {s.input:.3f}; dominance {s.dominance:.2f}, "
+                f"spread {s.spread:.2f}"
+            )
+    notes.setdefault("init", "")
+    write_csv(args.out_csv, betas)
+    when = "at initialisation" + (f" and {notes['trained']}" if "trained" in notes else "")
+    plot(args.out_png, betas, f"{args.variant}, {args.depth} layers, {when}", notes)
     return 0
 
 

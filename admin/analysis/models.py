@@ -1,15 +1,16 @@
-"""Models at initialisation for the paper's analyses.
+"""Models at initialisation (and trained ones) for the paper's analyses.
 
 Builds ``admin_transformer`` models through fairseq's own option parser and
-task, exactly as ``fairseq-train`` would, for a variant and a depth, on a
-real data-bin.  For Admin, the profile is computed in-process on a real batch
-(the same profiling forward pass as the profiling job) before the model is
-built from it.
+task, exactly as ``fairseq-train`` would, for a variant, a depth and a
+recipe's hyperparameters, on a real data-bin.  For Admin, the profile is either
+given (the profile a training run started from) or computed in-process on a
+real batch by the same profiling forward pass as the profiling job.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,40 +18,55 @@ import torch
 from fairseq import options, tasks
 
 import admin.fairseq_plugin  # noqa: F401  (registers admin_transformer)
+from admin.errors import AdminError
+from admin.fairseq_args import to_argv
+from admin.fairseq_command import RESERVED_HPARAMS
 from admin.fairseq_plugin.model import ProfilingFinished
 from admin.variants import fairseq_flags, needs_profile
 
-
-def model_args(dim: int, layers: int, heads: int = 4) -> list[str]:
-    """A small, equally deep encoder-decoder: width ``dim``, FFN ``2*dim``."""
-    return [
-        "--encoder-layers", str(layers), "--decoder-layers", str(layers),
-        "--encoder-embed-dim", str(dim), "--decoder-embed-dim", str(dim),
-        "--encoder-ffn-embed-dim", str(2 * dim), "--decoder-ffn-embed-dim", str(2 * dim),
-        "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
-        "--share-all-embeddings", "--dropout", "0.1",
-        "--attention-dropout", "0.0", "--activation-dropout", "0.0",
-    ]  # fmt: skip
+# What the analyses add to a recipe's options: a CPU run and the training
+# options fairseq's parser insists on (they do not change the model).
+_BASE = {
+    "arch": "admin_transformer",
+    "optimizer": "radam",
+    "lr": 0.0005,
+    "max_tokens": 2000,
+    "criterion": "label_smoothed_cross_entropy",
+}
 
 
-def _parse(data_bin: Path, extra: list[str]) -> Any:
+def small_hparams(dim: int, ffn_dim: int, heads: int) -> dict[str, Any]:
+    """The options of a small encoder-decoder (``dim`` wide, shared embeddings)."""
+    return {
+        "encoder_embed_dim": dim, "decoder_embed_dim": dim,
+        "encoder_ffn_embed_dim": ffn_dim, "decoder_ffn_embed_dim": ffn_dim,
+        "encoder_attention_heads": heads, "decoder_attention_heads": heads,
+        "share_all_embeddings": True, "dropout": 0.1,
+        "attention_dropout": 0.0, "activation_dropout": 0.0,
+    }  # fmt: skip
+
+
+def _parse(data_bin: Path, hparams: Mapping[str, Any], extra: list[str]) -> Any:
+    reserved = sorted(RESERVED_HPARAMS & hparams.keys())
+    if reserved:
+        raise AdminError(f"hparams set {', '.join(reserved)}, which the analysis sets itself")
     parser = options.get_training_parser()
-    return options.parse_args_and_arch(
-        parser,
-        [
-            str(data_bin), "--arch", "admin_transformer", "--cpu",
-            "--optimizer", "radam", "--lr", "0.0005", "--max-tokens", "2000",
-            "--criterion", "label_smoothed_cross_entropy", *extra,
-        ],
-    )  # fmt: skip
+    argv = [str(data_bin), "--cpu", *to_argv({**_BASE, **hparams}), *extra]
+    return options.parse_args_and_arch(parser, argv)
 
 
 class Builder:
-    """Builds models of one data-bin; keeps the task and a fixed batch."""
+    """Builds models of one data-bin; keeps the task and a fixed real batch.
+
+    The batch is the first of ``split`` in fairseq's (length-sorted) order, at
+    most ``max_tokens`` tokens, so every model of an analysis sees the same one.
+    """
 
     def __init__(self, data_bin: Path, split: str = "valid", max_tokens: int = 2000):
         self.data_bin = Path(data_bin)
-        args = _parse(self.data_bin, model_args(32, 1))
+        if not self.data_bin.is_dir():
+            raise AdminError(f"data-bin {self.data_bin} is not a folder")
+        args = _parse(self.data_bin, small_hparams(32, 64, 4), [])
         self.task = tasks.setup_task(args)
         self.task.load_dataset(split)
         itr = self.task.get_batch_iterator(
@@ -59,29 +75,40 @@ class Builder:
         self.batch = next(iter(itr))
 
     def build(
-        self, variant: str, layers: int, dim: int, seed: int, profile_dir: Path | None = None
+        self,
+        variant: str,
+        depth: tuple[int, int],
+        hparams: Mapping[str, Any],
+        seed: int,
+        profile: Path | None = None,
     ) -> torch.nn.Module:
         """A ``variant`` model at initialisation, in eval mode.
 
-        Admin is profiled first, exactly as the profiling job does (the first
-        training batch, training mode, the same seed), then built from that profile.
+        ``depth`` is (encoder layers, decoder layers).  The weights are those
+        ``fairseq-train --seed seed`` starts from.  Admin reads ``profile`` if
+        given; otherwise it is profiled first, exactly as the profiling job does
+        (the first training batch, training mode, the same seed), then built
+        from that profile.
         """
-        arch = model_args(dim, layers)
-        with tempfile.TemporaryDirectory(dir=profile_dir) as tmp:
-            profile = Path(tmp) / "profile.json"
-            if needs_profile(variant):
-                torch.manual_seed(seed)
-                try:  # the plugin profiles the first training batch while building
-                    self._build(arch + fairseq_flags(variant, profile, profiling=True))
-                except ProfilingFinished:
-                    pass
-            torch.manual_seed(seed)
-            model = self._build(arch + fairseq_flags(variant, profile))
+        layers = ["--encoder-layers", str(depth[0]), "--decoder-layers", str(depth[1])]
+        if not needs_profile(variant):
+            return self._build(hparams, layers + fairseq_flags(variant), seed)
+        if profile is not None:
+            return self._build(hparams, layers + fairseq_flags(variant, profile), seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "profile.json"
+            try:  # the plugin profiles the first training batch while building
+                self._build(hparams, layers + fairseq_flags(variant, path, profiling=True), seed)
+            except ProfilingFinished:
+                pass
+            return self._build(hparams, layers + fairseq_flags(variant, path), seed)
+
+    def _build(self, hparams: Mapping[str, Any], extra: list[str], seed: int) -> torch.nn.Module:
+        args = _parse(self.data_bin, hparams, [*extra, "--seed", str(seed)])
+        torch.manual_seed(seed)
+        model = self.task.build_model(args)
         model.eval()
         return model
-
-    def _build(self, extra: list[str]) -> torch.nn.Module:
-        return self.task.build_model(_parse(self.data_bin, extra))
 
 
 def load_trained(checkpoint: Path, task: Any) -> torch.nn.Module:
