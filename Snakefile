@@ -3,6 +3,7 @@
 #   snakemake --cores all                        # the embedded demo (config/config.yaml)
 #   snakemake -n paper_wmt14_en_de               # a paper table's full job plan
 #   snakemake --cores all --config depths='[6-6]' seeds='[1111]' paper_all
+#   snakemake --cores all analysis_output_change analysis_dependency   # the paper's analyses
 #
 # config/README.md documents every key; docs/step-contracts.md the steps the rules call.
 
@@ -40,6 +41,7 @@ include: "workflow/rules/binarize.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/analysis.smk"
 
 
 localrules:
@@ -48,6 +50,8 @@ localrules:
     paper_wmt14_en_de,
     paper_wmt14_en_fr,
     paper_all,
+    analysis_output_change,
+    analysis_dependency,
     download,
 
 
@@ -55,6 +59,8 @@ rule all:
     default_target: True
     input:
         targets(config["datasets"]),
+        # the analyses once built: kept up to date, and in `snakemake --report`
+        built_analyses,
 
 
 rule paper_iwslt14_de_en:

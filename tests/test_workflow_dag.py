@@ -6,16 +6,27 @@ presets included), parsed from what Snakemake prints.  Nothing runs.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
-from tests.workflow_support import counts, hparams, plan, shell_option, snakemake
+from tests.workflow_support import (
+    counts,
+    hparams,
+    parse_dry_run,
+    plan,
+    shell_option,
+    snakemake,
+)
 
 DATA_RULES = {"download", "prepare", "bpe", "binarize"}
+ANALYSIS_TARGETS = ("analysis_output_change", "analysis_dependency")
 
 # Per paper target: the runs (variants x depths x seeds), archives and depths.
 PAPER = {
@@ -136,7 +147,7 @@ def test_download_jobs_are_local_rules_and_one_per_archive(plans):
         local = set(workflow._localrules)
     # downloads run on the submit host (compute nodes often have no internet) and the
     # targets are bookkeeping; everything else goes to the cluster
-    assert local == {"download", "all", *PAPER, "paper_all"}
+    assert local == {"download", "all", *PAPER, "paper_all", *ANALYSIS_TARGETS}
     archives = [j["wildcards"]["archive"] for j in plans["paper_wmt14_en_de"]
                 if j["rule"] == "download"]  # fmt: skip
     assert sorted(archives) == sorted([
@@ -243,3 +254,129 @@ def test_planning_paper_all_is_fast():
     # ~1 s on an idle 2-core machine; the margin scales with the machine's load
     margin = max(2.5, baseline)
     assert elapsed - baseline < margin, f"dry run {elapsed:.1f}s, --version {baseline:.1f}s"
+
+
+# --------------------------------------------------------------------------- analyses
+
+
+def _analysis_config() -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """config.yaml's analysis section, its dataset and that dataset's matrix."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    analysis = cfg["analysis"]
+    dataset = analysis.get("dataset", "demo")
+    return analysis, dataset, cfg["experiments"][dataset]["matrix"]
+
+
+def _words(job: dict[str, Any]) -> list[str]:
+    return shlex.split(job["shell"].split(" > ", 1)[0])
+
+
+def _values(words: list[str], option: str) -> list[str]:
+    """The words after ``option`` up to the next option."""
+    start = words.index(option) + 1
+    end = next((i for i in range(start, len(words)) if words[i].startswith("--")), len(words))
+    return words[start:end]
+
+
+def test_analysis_output_change_plan():
+    analysis, dataset, _ = _analysis_config()
+    jobs = plan("analysis_output_change")
+    jobs_by_rule = counts(jobs)
+    # one measuring job on the dataset's data-bin; nothing is trained
+    assert jobs_by_rule["output_change"] == 1 and jobs_by_rule["analysis_output_change"] == 1
+    assert not {"profile", "train", "average", "evaluate"} & set(jobs_by_rule)
+    assert set(jobs_by_rule) - {"output_change", "analysis_output_change"} <= {
+        "download", "prepare", "demo_corpus", "tokenize", "bpe", "binarize",
+    }  # fmt: skip
+    (job,) = [j for j in jobs if j["rule"] == "output_change"]
+    assert sorted(job["output"]) == [
+        "results/analysis/output_change.csv", "results/analysis/output_change.png",
+    ]  # fmt: skip
+    assert job["input"] == [f"resources/{dataset}/data-bin"]
+    assert not job["resources"].get("gpu")
+    words = _words(job)
+    settings = analysis["output_change"]
+    assert _values(words, "--variants") == settings["variants"]
+    assert _values(words, "--depths") == [str(d) for d in settings["depths"]]
+    assert _values(words, "--inits") == [str(s) for s in settings["inits"]]
+    assert shell_option(job, "--dim") == str(settings["embed_dim"])
+    assert shell_option(job, "--ffn-dim") == str(settings["ffn_embed_dim"])
+
+
+def test_analysis_dependency_plan_reads_the_trained_runs():
+    analysis, dataset, matrix = _analysis_config()
+    variants = analysis["dependency"]["variants"]
+    depths = analysis["dependency"].get("depths") or matrix["depths"]  # from the matrix
+    seed = matrix["seeds"][0]
+    trained = [(v, d) for v in variants for d in depths
+               if v in matrix["variants"] and d in matrix["depths"]]  # fmt: skip
+    jobs = plan("analysis_dependency")
+    jobs_by_rule = counts(jobs)
+    assert jobs_by_rule["dependency"] == len(variants) * len(depths)
+    assert jobs_by_rule["train"] == jobs_by_rule["average"] == len(trained)
+    assert jobs_by_rule["profile"] == len([v for v, _ in trained if v == "admin"])
+    assert "evaluate" not in jobs_by_rule  # the heatmaps need the averaged model, not BLEU
+    deps = [j for j in jobs if j["rule"] == "dependency"]
+    assert sorted(f for j in deps for f in j["output"]) == sorted(
+        f"results/analysis/dependency_{v}_{d}.{ext}"
+        for v in variants for d in depths for ext in ("png", "csv")
+    )  # fmt: skip
+    for job in deps:
+        variant, depth = job["wildcards"]["variant"], job["wildcards"]["depth"]
+        run = f"results/{dataset}/{variant}/{depth}/seed{seed}"
+        assert f"resources/{dataset}/data-bin" in job["input"]
+        assert shell_option(job, "--seed") == str(seed)
+        assert shell_option(job, "--depth") == depth
+        assert hparams(job)["arch"].startswith("admin_transformer")  # the dataset's recipe
+        if (variant, depth) in trained:
+            assert f"{run}/average.json" in job["input"]
+            assert shell_option(job, "--average") == f"{run}/average.json"
+        if (variant, depth) in trained and variant == "admin":
+            # the heatmap at initialisation starts from the trained run's own profile
+            assert shell_option(job, "--profile") == f"{run}/profile.json"
+        else:
+            assert "--profile" not in _words(job)
+
+
+def test_analysis_dependency_at_an_untrained_depth_is_init_only():
+    jobs = plan(
+        "analysis_dependency", "--config",
+        "analysis={dependency: {variants: [admin, postln], depths: [3-3]}}",
+    )  # fmt: skip
+    jobs_by_rule = counts(jobs)
+    assert jobs_by_rule["dependency"] == 2
+    assert not {"profile", "train", "average"} & set(jobs_by_rule)
+    for job in (j for j in jobs if j["rule"] == "dependency"):
+        assert "--average" not in _words(job) and "--profile" not in _words(job)
+        assert shell_option(job, "--depth") == "3-3"
+
+
+def test_built_analyses_join_the_default_target(tmp_path):
+    """Once built, the analyses are inputs of `all` (kept up to date, and in --report)."""
+
+    def default_plan() -> list[dict[str, Any]]:
+        proc = snakemake(
+            "-n", "-p", "-F", "--nolock", "--cores", "256",
+            "--configfile", str(REPO / "config" / "config.yaml"), cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return parse_dry_run(proc.stdout + proc.stderr)
+
+    assert "output_change" not in counts(default_plan())
+    built = Path(tmp_path, "results", "analysis")
+    built.mkdir(parents=True)
+    for name in ("output_change.csv", "output_change.png"):
+        (built / name).write_text("")
+    jobs = default_plan()
+    assert counts(jobs)["output_change"] == 1 and "dependency" not in counts(jobs)
+    (target,) = [j for j in jobs if j["rule"] == "all"]
+    assert "results/analysis/output_change.csv" in target["input"]
+
+
+def test_analysis_dataset_must_be_defined():
+    proc = snakemake(
+        "-n", "--nolock", "analysis_output_change", "--config", "analysis={dataset: nosuch}"
+    )
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "analysis.dataset: 'nosuch' is not defined under experiments" in text

@@ -380,11 +380,16 @@ def depth_overrides(wildcards):
     return by_depth.get(wildcards.depth) or {}
 
 
-def base_hparams(wildcards):
+def recipe_hparams(dataset, depth):
     """The dataset's fairseq options with the depth's overrides.  The steps add the
     layer counts (--depth), the seed (--seed), the variant's flags and the paths."""
-    exp = experiment(wildcards.dataset)
-    return deep_merge(exp["hparams"], depth_overrides(wildcards).get("hparams") or {})
+    exp = experiment(dataset)
+    overrides = (exp.get("by_depth") or {}).get(depth) or {}
+    return deep_merge(exp["hparams"], overrides.get("hparams") or {})
+
+
+def base_hparams(wildcards):
+    return recipe_hparams(wildcards.dataset, wildcards.depth)
 
 
 def scaled_update_freq(wildcards, hp, gpus):
@@ -509,3 +514,117 @@ def paper_targets(dataset):
         return dataset_targets(dataset)
 
     return get
+
+
+# --------------------------------------------------------------------------- analyses
+
+ANALYSIS = f"{RESULTS}/analysis"
+ANALYSIS_LOGS = f"{LOGS}/analysis"
+ANALYSIS_BENCHMARKS = f"{BENCHMARKS}/analysis"
+
+
+def analysis_dataset():
+    """analysis.dataset, checked when an analysis is planned (not at parse time: a preset
+    alone may not define the demo)."""
+    dataset = config["analysis"]["dataset"]
+    if dataset not in config["experiments"]:
+        raise WorkflowError(
+            f"invalid configuration:\n  analysis.dataset: {dataset!r} is not defined under "
+            f"experiments; defined datasets: {', '.join(sorted(config['experiments']))}"
+        )
+    return dataset
+
+
+def analysis_data_bin(wildcards):
+    return f"{RESOURCES}/{analysis_dataset()}/data-bin"
+
+
+def batch_options():
+    batch = config["analysis"]["batch"]
+    return ["--split", batch["split"], "--max-tokens", str(batch["max_tokens"])]
+
+
+def output_change_targets():
+    return [f"{ANALYSIS}/output_change.{ext}" for ext in ("csv", "png")]
+
+
+def output_change_options(wildcards):
+    opts = config["analysis"]["output_change"]
+    return [
+        *batch_options(),
+        "--variants", *opts["variants"],
+        "--depths", *(str(d) for d in opts["depths"]),
+        "--dim", str(opts["embed_dim"]),
+        "--ffn-dim", str(opts["ffn_embed_dim"]),
+        "--heads", str(opts["attention_heads"]),
+        "--inits", *(str(s) for s in opts["inits"]),
+        "--draws", str(opts["draws"]),
+        "--scale", str(opts["scale"]),
+        "--dtype", opts["dtype"],
+    ]  # fmt: skip
+
+
+def dependency_depths():
+    """analysis.dependency.depths, or the analysis dataset's matrix depths."""
+    return config["analysis"]["dependency"]["depths"] or matrix(analysis_dataset())[1]
+
+
+def dependency_seed():
+    seed = config["analysis"]["dependency"]["seed"]
+    return matrix(analysis_dataset())[2][0] if seed is None else int(seed)
+
+
+def dependency_targets(wildcards=None):
+    return [
+        f"{ANALYSIS}/dependency_{variant}_{depth}.{ext}"
+        for variant in config["analysis"]["dependency"]["variants"]
+        for depth in dependency_depths()
+        for ext in ("png", "csv")
+    ]
+
+
+def trained_run(variant, depth):
+    """The analysis dataset's run folder of this variant and depth at the dependency seed,
+    if its matrix trains one; otherwise None."""
+    dataset = analysis_dataset()
+    variants, depths, seeds = matrix(dataset)
+    seed = dependency_seed()
+    if variant in variants and depth in depths and seed in seeds:
+        return run_dir(dataset, variant, depth, seed)
+    return None
+
+
+def dependency_average(wildcards):
+    """A trained run's average.json (it names the averaged checkpoint), if there is one."""
+    run = trained_run(wildcards.variant, wildcards.depth)
+    return f"{run}/average.json" if run else []
+
+
+def dependency_profile(wildcards):
+    """Admin with a trained run: the profile that run started from, so that the heatmap
+    at initialisation is that run's start.  Without one the step profiles itself."""
+    run = trained_run(wildcards.variant, wildcards.depth)
+    return f"{run}/profile.json" if run and needs_profile(wildcards.variant) else []
+
+
+def dependency_hparams(wildcards):
+    """The analysis dataset's recipe at this depth: the heatmaps show the models it trains."""
+    return json.dumps(recipe_hparams(analysis_dataset(), wildcards.depth))
+
+
+def dependency_options(wildcards, input):
+    argv = [*batch_options(), "--seed", str(dependency_seed())]
+    if input.profile:
+        argv += ["--profile", str(input.profile)]
+    if input.average:
+        argv += ["--average", str(input.average)]
+    return argv
+
+
+def built_analyses(wildcards):
+    """The analyses' outputs that exist already.  The default target lists them, so that once
+    built they are kept up to date and `snakemake --report` includes them."""
+    if config["analysis"]["dataset"] not in config["experiments"]:
+        return []
+    wanted = output_change_targets() + dependency_targets()
+    return [path for path in wanted if Path(path).exists()]
