@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from admin.profiling import RunningVariance
 
+FFN_INITS = ("fairseq", "xavier")
 OMEGA_TYPES = ("adaptive", "adaptive-profiling", "admin-logn", "deepnet")
 
 
@@ -113,3 +114,12 @@ def init_deepnet_weights(layer: nn.Module, beta: float) -> None:
         nn.init.xavier_normal_(attn.out_proj.weight, gain=beta)
     nn.init.xavier_normal_(layer.fc1.weight, gain=beta)
     nn.init.xavier_normal_(layer.fc2.weight, gain=beta)
+
+
+def init_ffn_xavier(layer: nn.Module) -> None:
+    """The paper's feed-forward initialisation (its fairseq 0.9 ``Linear``):
+    Xavier-uniform weights and zero biases.  fairseq >= 0.10 keeps torch's
+    ``nn.Linear`` default, whose weight variance is 1/(3 fan_in)."""
+    for fc in (layer.fc1, layer.fc2):
+        nn.init.xavier_uniform_(fc.weight)
+        nn.init.zeros_(fc.bias)

@@ -9,6 +9,11 @@ selects the residual variant (see :mod:`admin.fairseq_plugin.layers`):
 ``admin-logn``          closed-form Admin: omega = sqrt((N+1)/ln(N+1) - 1)
 ``deepnet``             DeepNorm (Wang et al. 2022)
 ``rezero``              ReZero (Bachlechner et al. 2020)
+
+and ``--ffn-init xavier``, the paper's feed-forward initialisation (its fairseq
+0.9 used Xavier-uniform weights and zero biases; fairseq 0.12 keeps torch's
+``nn.Linear`` default, which gives the feed-forward branch about 1/6 of the
+output variance at width 512, FFN 2048).
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from fairseq.models.transformer.transformer_legacy import (
 
 from admin import profiling
 from admin.fairseq_plugin.layers import (
+    FFN_INITS,
     AdminDecoderLayer,
     AdminEncoderLayer,
     init_deepnet_weights,
+    init_ffn_xavier,
 )
 from admin.variants import INIT_TYPES, admin_logn_omega, deepnorm_constants
 
@@ -85,6 +92,12 @@ class AdminTransformerModel(TransformerModel):
             metavar="PATH",
             help="Admin profile: written by adaptive-profiling, read by adaptive",
         )
+        parser.add_argument(
+            "--ffn-init",
+            choices=FFN_INITS,
+            help="feed-forward weights: fairseq's (torch's nn.Linear default, fairseq >= 0.10) "
+            "or xavier (Xavier-uniform, zero bias: fairseq 0.9, the paper's code)",
+        )
 
     @classmethod
     def build_model(cls, args: Any, task: Any) -> AdminTransformerModel:
@@ -97,6 +110,10 @@ class AdminTransformerModel(TransformerModel):
             _PLAN.reset(token)
         model.init_type = args.init_type
         model.admin_profile = args.admin_profile
+        # Before profiling: the profile measures the model that will be trained.
+        if args.ffn_init == "xavier" and args.init_type != "deepnet":  # DeepNet sets its own
+            for layer in (*model.encoder.layers, *model.decoder.layers):
+                init_ffn_xavier(layer)
         if args.init_type == "adaptive-profiling":
             _profile_and_exit(model, args, task)
         return model
@@ -291,6 +308,7 @@ def _fmt(values: list[float]) -> str:
 def admin_base_architecture(args: Any) -> None:
     args.init_type = getattr(args, "init_type", None) or "default"
     args.admin_profile = getattr(args, "admin_profile", None)
+    args.ffn_init = getattr(args, "ffn_init", None) or "fairseq"
     base_architecture(args)
 
 
