@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import statistics
@@ -282,18 +281,9 @@ def plot(path: Path, rows: Sequence[Row], subtitle: str = "") -> None:
     save_png(fig, path)
 
 
-def _hparams(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AdminError(f"--hparams is not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise AdminError("--hparams must be a JSON object of fairseq option names to values")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from admin.analysis.models import Builder, small_hparams
+    from admin.fairseq_command import parse_hparams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-bin", type=Path, required=True, help="binarized data (a batch)")
@@ -305,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ffn-dim", type=int, default=256, help="feed-forward width")
     parser.add_argument("--heads", type=int, default=4, help="attention heads")
     parser.add_argument(
-        "--hparams", type=_hparams, default={}, help="more fairseq options (JSON), over --dim etc."
+        "--hparams",
+        type=parse_hparams,
+        default={},
+        help="more fairseq options (JSON), over --dim etc.",
     )
     parser.add_argument("--inits", nargs="+", type=int, default=[1, 2, 3], help="init seeds")
     parser.add_argument("--draws", type=int, default=3, help="perturbations per init")
