@@ -36,7 +36,7 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest
 
-# Writes benchmarks/results/<date>-<host>.md (about 15 min on 2 cores);
+# Writes benchmarks/results/<date>-<host>.md (11 min on an idle 2-core machine);
 # e.g. `make bench BENCH_ARGS="--only planning --quick"` reruns one benchmark.
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
