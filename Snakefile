@@ -53,6 +53,7 @@ localrules:
     analysis_output_change,
     analysis_dependency,
     download,
+    recipe,
 
 
 rule all:

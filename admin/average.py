@@ -10,33 +10,38 @@ It streams: one checkpoint at a time is memory-mapped and its model tensors
 added to a float64 running sum, so memory holds the sum plus one model, never
 all N and never the optimizer states.  Tensors that share storage (shared
 embeddings and output projection) are summed once and stay shared.  The output,
-``checkpoint_avg.pt`` beside ``--out``, keeps the newest checkpoint's other
-fields (config, optimizer state, training progress) so that fairseq-generate
-and fairseq-train ``--restore-file`` both load it.
+``checkpoint_avg.pt`` beside ``--out``, holds the model's weights only, with the
+newest checkpoint's config and small bookkeeping fields (what fairseq-generate needs
+to load it), never the optimizer state.
 
-``average.json``: ``{"status", "checkpoint": "checkpoint_avg.pt" | null,
+``average.json``: ``{"status", "recipe_id", "checkpoint": "checkpoint_avg.pt" | null,
 "averaged": [file names], "epochs": [...]}``; a diverged run gives
-``status: diverged`` and no checkpoint.
+``status: diverged`` and no checkpoint.  The checkpoint folder's record notes what was
+averaged, so that a run whose checkpoints were pruned after scoring
+(``checkpoints.keep: none``) reuses its ``checkpoint_avg.pt`` when it is averaged
+again with the same window, instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from admin import run_folder as rf
 from admin.atomic import atomic_path, atomic_write_text
 from admin.checkpoints import load_checkpoint
 from admin.cli import run_cli
 from admin.errors import AdminError
 
 OUTPUT_NAME = "checkpoint_avg.pt"
-_EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")
+# What the averaged checkpoint keeps besides the weights: fairseq-generate's loader needs
+# the config and reads the bookkeeping fields; the optimizer state is most of the file.
+KEPT_FIELDS = ("args", "cfg", "optimizer_history", "extra_state")
 
 
 def epoch_checkpoints(folder: Path, last: int, upper_bound: int | None) -> list[tuple[int, Path]]:
@@ -45,18 +50,15 @@ def epoch_checkpoints(folder: Path, last: int, upper_bound: int | None) -> list[
         raise AdminError(f"--last must be >= 1, got {last}")
     if not folder.is_dir():
         raise AdminError(f"checkpoint folder {folder} does not exist")
-    found = sorted(
-        (int(m[1]), path)
-        for path in folder.iterdir()
-        if (m := _EPOCH.match(path.name)) and (upper_bound is None or int(m[1]) <= upper_bound)
-    )
+    present = rf.epoch_checkpoints(folder)
+    found = [(e, present[e]) for e in rf.averaging_window(present, last, upper_bound)]
     if len(found) < last:
         bound = "" if upper_bound is None else f" with epoch <= {upper_bound}"
         raise AdminError(
             f"averaging needs {last} epoch checkpoints{bound} in {folder}, found {len(found)}: "
             f"{', '.join(p.name for _, p in found) or 'none'}"
         )
-    return found[-last:]
+    return found
 
 
 def _aliases(model: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -102,32 +104,54 @@ def average(paths: Sequence[Path], output: Path) -> None:
         for alias, source in aliases.items():
             if source == key:
                 newest[alias] = mean
+    weights_only = {"model": newest, **{k: state[k] for k in KEPT_FIELDS if k in state}}
     with atomic_path(output) as tmp:
-        torch.save(state, tmp)
+        torch.save(weights_only, tmp)
 
 
 def run(
     checkpoints: Path, status_file: Path, last: int, upper_bound: int | None, out: Path
 ) -> dict:
-    try:
-        status = json.loads(status_file.read_text(encoding="utf-8"))["status"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise AdminError(f"cannot read the training status {status_file}: {err}") from None
-    if status == "diverged":
-        result = {"status": "diverged", "checkpoint": None, "averaged": [], "epochs": []}
-    elif status == "completed":
-        chosen = epoch_checkpoints(checkpoints, last, upper_bound)
-        average([p for _, p in chosen], out.parent / OUTPUT_NAME)
-        result = {
-            "status": "completed",
-            "checkpoint": OUTPUT_NAME,
-            "averaged": [p.name for _, p in chosen],
-            "epochs": [e for e, _ in chosen],
-        }
+    status = rf.read_status(status_file)
+    folder = rf.RunFolder(checkpoints.parent)
+    window = [last, upper_bound]
+    if status.diverged:
+        result = {"status": rf.DIVERGED, "recipe_id": status.recipe_id, "checkpoint": None,
+                  "averaged": [], "epochs": []}  # fmt: skip
     else:
-        raise AdminError(f"{status_file}: unknown status {status!r}")
+        output = out.parent / OUTPUT_NAME
+        done = _earlier_average(folder, status.recipe_id, window, output)
+        if done is not None:
+            epochs = done["epochs"]
+        else:
+            chosen = epoch_checkpoints(checkpoints, last, upper_bound)
+            average([p for _, p in chosen], output)
+            epochs = [e for e, _ in chosen]
+            rf.update_record(folder, averaged={"recipe_id": status.recipe_id, "window": window,
+                                               "epochs": epochs})  # fmt: skip
+        result = {
+            "status": rf.COMPLETED,
+            "recipe_id": status.recipe_id,
+            "checkpoint": OUTPUT_NAME,
+            "averaged": [f"checkpoint{e}.pt" for e in epochs],
+            "epochs": epochs,
+        }
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _earlier_average(
+    folder: rf.RunFolder, recipe_id: str, window: list, output: Path
+) -> dict | None:
+    """The record of an earlier average of the same run and window whose epoch
+    checkpoints were pruned since (so it cannot be recomputed), or None."""
+    record = rf.read_record(folder) or {}
+    done = record.get("averaged") or {}
+    if not record.get("pruned") or not output.is_file():
+        return None
+    if done.get("recipe_id") != recipe_id or done.get("window") != window:
+        return None
+    return done
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,10 @@ them; words outside the dictionary read ``<<unk>>``); ``--ref-detok`` gives
 sacreBLEU the raw references instead.  Every test sentence must come back
 translated, else it is an error.  A diverged run writes empty text files and
 ``status: diverged`` without generating.
+
+``--keep-checkpoints none|last|all``: once the scores are written, the run's training
+checkpoints are deleted (``none``), all but ``checkpoint_last.pt`` (``last``), or kept
+(``all``, the default of this command); ``checkpoint_avg.pt`` stays.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from admin import run_folder as rf
 from admin.atomic import atomic_path, atomic_write_text
 from admin.cli import run_cli
 from admin.errors import AdminError
@@ -185,16 +190,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise AdminError(f"cannot read {args.average}: {err}") from None
     out_dir: Path = args.out_dir or args.average.parent
     scores_path: Path = args.scores or out_dir / "scores.json"
-    if status == "diverged":
+    if status == rf.DIVERGED:
         scores = {
-            "status": "diverged", "bleu_tokenized": None, "sacrebleu": None,
+            "status": rf.DIVERGED, "bleu_tokenized": None, "sacrebleu": None,
             "sacrebleu_signature": None, "num_sentences": 0,
         }  # fmt: skip
         if args.compound_split:
             scores["bleu_compound_split"] = None
         write_outputs(out_dir, scores_path, dict.fromkeys(TEXT_FILES, ""), scores)
         return scores
-    if status != "completed" or not average.get("checkpoint"):
+    if status != rf.COMPLETED or not average.get("checkpoint"):
         raise AdminError(f"{args.average}: status {status!r} has no averaged checkpoint")
     checkpoint = args.average.parent / average["checkpoint"]
     if not checkpoint.is_file():
@@ -237,7 +242,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     sacre = BLEU()
     sacre_score = sacre.corpus_score(hyps_detok, [refs_detok])
     scores: dict[str, Any] = {
-        "status": "completed",
+        "status": rf.COMPLETED,
         "bleu_tokenized": bleu,
         "bleu_tokenized_line": bleu_line,
         "sacrebleu": sacre_score.score,
@@ -282,13 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, help="default: the folder of --average")
     p.add_argument("--scores", type=Path, help="default: OUT/scores.json")
     p.add_argument("--log", type=Path, help="fairseq-generate's stderr; default OUT/generate.log")
+    p.add_argument("--keep-checkpoints", choices=rf.KEEP_POLICIES, default="all",
+                   help="training checkpoints to keep once scored (default: all)")  # fmt: skip
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     scores = evaluate(args)
-    if scores["status"] == "diverged":
+    removed = rf.prune_after_scoring(rf.RunFolder(args.average.parent), args.keep_checkpoints)
+    if removed:
+        print(f"removed {len(removed)} training checkpoints (keep: {args.keep_checkpoints})")
+    if scores["status"] == rf.DIVERGED:
         print("training diverged: nothing to evaluate")
     else:
         print(

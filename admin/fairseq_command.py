@@ -6,16 +6,18 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from admin.errors import AdminError
 from admin.fairseq_args import to_argv
+from admin.run_folder import parse_depth
+
+__all__ = ["parse_depth", "parse_hparams", "parse_json_object", "run_logged", "train_argv"]
 
 # The package folder is what fairseq's --user-dir imports (it registers the plugin).
 ADMIN_DIR = Path(__file__).resolve().parent
@@ -30,24 +32,20 @@ RESERVED_HPARAMS = frozenset(
     }
 )  # fmt: skip
 
-_DEPTH = re.compile(r"^([1-9]\d*)-([1-9]\d*)$")
 
-
-def parse_depth(text: str) -> tuple[int, int]:
-    """``"6-6"`` -> ``(6, 6)``: encoder and decoder layers."""
-    m = _DEPTH.match(text)
-    if not m:
-        raise AdminError(f"depth {text!r} is not <encoder layers>-<decoder layers>, e.g. 6-6")
-    return int(m[1]), int(m[2])
+def parse_json_object(text: str, flag: str) -> dict[str, Any]:
+    """A command-line JSON object (``--hparams``, ``--stop``, ...), or a clear error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AdminError(f"{flag} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise AdminError(f"{flag} must be a JSON object of fairseq option names to values")
+    return value
 
 
 def parse_hparams(text: str) -> dict[str, Any]:
-    try:
-        hparams = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AdminError(f"--hparams is not valid JSON: {err}") from None
-    if not isinstance(hparams, dict):
-        raise AdminError("--hparams must be a JSON object of fairseq option names to values")
+    hparams = parse_json_object(text, "--hparams")
     reserved = sorted(RESERVED_HPARAMS & hparams.keys())
     if reserved:
         raise AdminError(
@@ -88,12 +86,17 @@ def _die_with_parent() -> None:
 
 
 def run_logged(
-    cmd: Sequence[str], logs: Sequence[Path], env: Mapping[str, str] | None = None
+    cmd: Sequence[str],
+    logs: Sequence[Path],
+    env: Mapping[str, str] | None = None,
+    on_line: Callable[[str], bool] | None = None,
 ) -> int:
     """Run ``cmd`` (no shell), appending its stdout+stderr to every file in ``logs``.
 
     SIGTERM and SIGINT (a SLURM time limit, a preemption, Ctrl-C) are passed on
-    to the child, whose exit code is returned.
+    to the child, whose exit code is returned.  ``on_line`` sees every line once it is
+    logged; when it returns True the child is asked to stop (SIGTERM) and its remaining
+    output is still logged.
     """
     handles = [open(path, "a", encoding="utf-8") for path in logs]  # noqa: SIM115
     proc = subprocess.Popen(
@@ -108,10 +111,14 @@ def run_logged(
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         assert proc.stdout is not None
+        stopping = False
         for line in proc.stdout:
             for handle in handles:
                 handle.write(line)
                 handle.flush()
+            if on_line is not None and not stopping and on_line(line):
+                stopping = True
+                proc.send_signal(signal.SIGTERM)
         return proc.wait()
     finally:
         for sig, handler in previous.items():

@@ -3,8 +3,8 @@
     python -m admin.plots curves --run RUN_DIR [--run RUN_DIR ...] --out curves_6-6.png
     python -m admin.plots bleu --run RUN_DIR [--run RUN_DIR ...] --out bleu_vs_depth.png
 
-A run folder is ``results/<dataset>/<variant>/<enc>-<dec>/seed<N>/``.
-``curves`` (runs of one depth) reads each ``train.log``: training loss solid,
+Each run folder (:mod:`admin.run_folder`) names its variant, depth and seed in its
+``status.json``.  ``curves`` (runs of one depth) reads each ``train.log``: training loss solid,
 validation loss dashed, by update, one colour per variant, one line per seed; a
 diverged run's curve simply ends.  ``bleu`` reads each ``scores.json``: mean
 tokenized BLEU ± std per variant by depth, diverged cells marked x on the axis.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,25 +23,16 @@ matplotlib.use("Agg")  # files only, no display; set before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from admin import run_folder as rf  # noqa: E402
 from admin.atomic import atomic_path  # noqa: E402
 from admin.cli import run_cli  # noqa: E402
 from admin.errors import AdminError  # noqa: E402
-from admin.fairseq_command import parse_depth  # noqa: E402
 from admin.fairseq_log import parse  # noqa: E402
+from admin.run_folder import parse_depth  # noqa: E402
 from admin.table import LABELS, build_table, read_score  # noqa: E402
 from admin.variants import VARIANTS  # noqa: E402
 
-_SEED = re.compile(r"^seed(\d+)$")
 COLORS = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-
-
-def run_key(path: Path) -> tuple[str, str, int]:
-    """(variant, depth, seed) of a file inside a run folder."""
-    parts = path.parts
-    if len(parts) < 4 or not _SEED.match(parts[-2]) or parts[-4] not in VARIANTS:
-        raise AdminError(f"{path} is not inside a <variant>/<enc>-<dec>/seed<N>/ run folder")
-    parse_depth(parts[-3])
-    return parts[-4], parts[-3], int(_SEED.match(parts[-2])[1])
 
 
 def save_png(fig: plt.Figure, path: Path) -> None:
@@ -52,16 +42,18 @@ def save_png(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(dataset: str, logs: Sequence[Path], out: Path) -> Path:
+def plot_curves(dataset: str, runs: Sequence[Path], out: Path) -> Path:
     """Loss curves of every run of one depth, one colour per variant."""
-    runs = sorted((run_key(log), log) for log in logs)
-    depths = {depth for (_, depth, _), _ in runs}
+    keyed = [(rf.read_status(rf.RunFolder(run).status).key, rf.RunFolder(run).train_log)
+             for run in runs]  # fmt: skip
+    depths = {key.depth for key, _ in keyed}
     if len(depths) != 1:
         raise AdminError(f"curves are drawn per depth; these runs have {sorted(depths)}")
-    runs.sort(key=lambda r: (list(VARIANTS).index(r[0][0]), r[0][2]))
+    keyed.sort(key=lambda r: (list(VARIANTS).index(r[0].variant), r[0].seed))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labelled: set[str] = set()
-    for (variant, _depth, _seed), log in runs:
+    for key, log in keyed:
+        variant = key.variant
         with open(log, encoding="utf-8", errors="replace") as handle:
             progress = parse(handle)
         color = COLORS.get(variant)
@@ -86,8 +78,8 @@ def plot_curves(dataset: str, logs: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def plot_bleu_vs_depth(dataset: str, scores: Sequence[Path], out: Path) -> Path:
-    table = build_table(dataset, [read_score(p) for p in scores])
+def plot_bleu_vs_depth(dataset: str, runs: Sequence[Path], out: Path) -> Path:
+    table = build_table(dataset, [read_score(run) for run in runs])
     depths = table["depths"]
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = range(len(depths))
@@ -113,9 +105,9 @@ def plot_bleu_vs_depth(dataset: str, scores: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def dataset_of(paths: Sequence[Path]) -> str:
-    """``results/<dataset>/<variant>/<depth>/seed<N>/<file>`` -> ``<dataset>``."""
-    names = {p.parts[-5] for p in paths if len(p.parts) >= 5}
+def dataset_of(runs: Sequence[Path]) -> str:
+    """The dataset the runs' statuses name (one), for the title."""
+    names = {rf.read_status(rf.RunFolder(run).status).key.dataset for run in runs}
     return names.pop() if len(names) == 1 else "results"
 
 
@@ -132,12 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.plot == "curves":
-        logs = [run / "train.log" for run in args.run]
-        plot_curves(args.dataset or dataset_of(logs), logs, args.out)
-    else:
-        scores = [run / "scores.json" for run in args.run]
-        plot_bleu_vs_depth(args.dataset or dataset_of(scores), scores, args.out)
+    plot = plot_curves if args.plot == "curves" else plot_bleu_vs_depth
+    plot(args.dataset or dataset_of(args.run), args.run, args.out)
     print(f"wrote {args.out}")
     return 0
 

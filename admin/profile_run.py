@@ -1,11 +1,12 @@
 """Admin's profiling job: one ``fairseq-train`` process that writes the profile and exits.
 
-    python -m admin.profile_run --data-bin DIR --depth 6-6 --seed 1 \\
-        --hparams '{"arch": "admin_transformer_iwslt_de_en", ...}' \\
-        --out RUN/profile.json --log RUN/profile.log [--device cuda|cpu]
+    python -m admin.profile_run --data-bin DIR --recipe RUN/recipe.json \\
+        [--runtime '{"log_interval": 100}'] --out RUN/profile.json --log RUN/profile.log \\
+        [--device cuda|cpu]
 
 The plugin (``--init-type adaptive-profiling``) computes the omegas on the first
-batch and exits 0 without a checkpoint.  It runs in one process on one device
+batch of the recipe's training run (its options, with the recipe's profiling options
+on top) and exits 0 without a checkpoint.  It runs in one process on one device
 (world size 1), in a throwaway save folder; ``--out`` appears only once the
 run succeeded and the profile reads back and fits the model.
 """
@@ -18,14 +19,17 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from admin import profiling
 from admin.atomic import atomic_path
 from admin.cli import run_cli
 from admin.errors import AdminError
-from admin.fairseq_command import parse_depth, parse_hparams, run_logged, train_argv
+from admin.fairseq_command import parse_json_object, run_logged, train_argv
 from admin.launch import Launch, command, device_flags
-from admin.variants import fairseq_flags
+from admin.recipe import RUNTIME_OPTIONS
+from admin.run_folder import Recipe, read_recipe
+from admin.variants import fairseq_flags, needs_profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,20 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m admin.profile_run", description=__doc__.split("\n")[0]
     )
     p.add_argument("--data-bin", required=True, help="fairseq data-bin folder")
-    p.add_argument("--depth", required=True, help="<encoder layers>-<decoder layers>, e.g. 6-6")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--hparams", required=True, help="JSON object of fairseq options (see docs)")
+    p.add_argument("--recipe", required=True, type=Path, help="the run's recipe.json")
+    p.add_argument("--runtime", default="{}", help="JSON: runtime options (log_interval, ...)")
     p.add_argument("--out", required=True, type=Path, help="profile JSON to write")
     p.add_argument("--log", required=True, type=Path, help="fairseq's output goes here")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     return p
 
 
+def profiling_options(recipe: Recipe, runtime: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's training options with its profiling options and the runtime ones."""
+    unknown = sorted(set(runtime) - RUNTIME_OPTIONS)
+    if unknown:
+        raise AdminError(f"--runtime sets {', '.join(unknown)}, which it does not hold")
+    identity = recipe.identity
+    return {**identity["hparams"], **(identity.get("profile_hparams") or {}), **runtime}
+
+
 def profile(
-    data_bin: str, depth: str, seed: int, hparams_json: str, out: Path, log: Path, device: str
+    data_bin: str, recipe_path: Path, runtime: dict[str, Any], out: Path, log: Path, device: str
 ) -> profiling.Profile:
-    layers = parse_depth(depth)
-    hparams = parse_hparams(hparams_json)
+    recipe = read_recipe(recipe_path)
+    if not needs_profile(recipe.key.variant):
+        raise AdminError(f"{recipe_path}: variant {recipe.key.variant!r} has no profiling run")
+    identity = recipe.identity
+    layers = (int(identity["encoder_layers"]), int(identity["decoder_layers"]))
+    seed = int(identity["seed"])
+    hparams = profiling_options(recipe, runtime)
     launch = Launch(mode="single", device=device)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")  # this job's log only: a rerun starts afresh
@@ -74,9 +91,8 @@ def profile(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = profile(
-        args.data_bin, args.depth, args.seed, args.hparams, args.out, args.log, args.device
-    )
+    runtime = parse_json_object(args.runtime, "--runtime")
+    result = profile(args.data_bin, args.recipe, runtime, args.out, args.log, args.device)
     print(
         f"wrote {os.fspath(args.out)}: {len(result.encoder.omegas)} encoder and "
         f"{len(result.decoder.omegas)} decoder omegas"

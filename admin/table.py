@@ -1,10 +1,10 @@
 """The paper-style results table of one dataset.
 
     python -m admin.table --dataset iwslt14_de_en --run RUN_DIR [--run RUN_DIR ...] \\
-        (--out-dir results/iwslt14_de_en | --md F --csv F --json F) [--scores FILE ...]
+        (--out-dir results/iwslt14_de_en | --md F --csv F --json F)
 
-A run folder is ``results/<dataset>/<variant>/<enc>-<dec>/seed<seed>/``; its
-``scores.json`` is read, and variant, depth and seed come from its path.
+Each run folder (:mod:`admin.run_folder`) gives its ``status.json`` (which names its
+variant, depth and seed) and its ``scores.json``.
 Writes ``table.md``, ``table.csv`` and ``table.json``.  Rows
 are variants, columns depths.  A cell is tokenized BLEU (the paper's metric):
 mean ± sample standard deviation over the seeds that completed, the single
@@ -20,18 +20,18 @@ import csv
 import io
 import json
 import math
-import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from admin import run_folder as rf
 from admin.atomic import atomic_write_text
 from admin.cli import run_cli
 from admin.errors import AdminError
-from admin.fairseq_command import parse_depth
 from admin.paper_results import format_paper_cell, paper_cell
+from admin.run_folder import parse_depth
 from admin.variants import VARIANTS
 
 LABELS = {
@@ -39,7 +39,6 @@ LABELS = {
     "admin-logn": "Admin (log N)", "deepnet": "DeepNet", "rezero": "ReZero",
 }  # fmt: skip
 METRIC = "bleu_tokenized"
-_SEED = re.compile(r"^seed(\d+)$")
 
 
 @dataclass
@@ -82,28 +81,24 @@ class Cell:
         return out
 
 
-def read_score(path: Path) -> Score:
-    """One run's scores; variant, depth and seed come from the run folder's path."""
-    parts = path.parts
-    if len(parts) < 4 or not _SEED.match(parts[-2]):
-        raise AdminError(f"{path} is not <variant>/<enc>-<dec>/seed<N>/scores.json")
-    variant, depth, seed = parts[-4], parts[-3], int(_SEED.match(parts[-2])[1])
-    if variant not in VARIANTS:
-        raise AdminError(f"{path}: unknown variant {variant!r}")
-    parse_depth(depth)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        status = doc["status"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise AdminError(f"cannot read scores {path}: {err}") from None
-    if status == "completed":
-        bleu = doc.get(METRIC)
-        if not isinstance(bleu, int | float) or not math.isfinite(bleu):
-            raise AdminError(f"{path}: completed run without a numeric {METRIC}")
-        return Score(variant, depth, seed, status, float(bleu), doc.get("sacrebleu"))
-    if status == "diverged":
-        return Score(variant, depth, seed, status, None, None)
-    raise AdminError(f"{path}: unknown status {status!r}")
+def read_score(run: Path) -> Score:
+    """One run's result: its status (variant, depth, seed) and its scores."""
+    folder = rf.RunFolder(Path(run))
+    status = rf.read_status(folder.status)
+    doc = rf.read_json(folder.scores, "scores")
+    key = status.key
+    if doc.get("status") != status.status:
+        raise AdminError(
+            f"{folder.scores} says {doc.get('status')!r} but {folder.status} says "
+            f"{status.status!r}: the scores are stale; rerun the workflow"
+        )
+    if status.diverged:
+        return Score(key.variant, key.depth, key.seed, status.status, None, None)
+    bleu = doc.get(METRIC)
+    if not isinstance(bleu, int | float) or not math.isfinite(bleu):
+        raise AdminError(f"{folder.scores}: completed run without a numeric {METRIC}")
+    return Score(key.variant, key.depth, key.seed, status.status, float(bleu),
+                 doc.get("sacrebleu"))  # fmt: skip
 
 
 def depth_key(depth: str) -> tuple[int, int]:
@@ -186,27 +181,21 @@ def _depth_label(depth: str) -> str:
 
 
 def write_table(
-    dataset: str, score_files: Sequence[Path], md: Path, csv_path: Path, json_path: Path
+    dataset: str, runs: Sequence[Path], md: Path, csv_path: Path, json_path: Path
 ) -> dict[str, Any]:
-    if not score_files:
-        raise AdminError("no runs given (--run RUN_DIR or --scores FILE)")
-    table = build_table(dataset, [read_score(p) for p in score_files])
+    if not runs:
+        raise AdminError("no runs given (--run RUN_DIR)")
+    table = build_table(dataset, [read_score(run) for run in runs])
     atomic_write_text(md, to_markdown(table))
     atomic_write_text(csv_path, to_csv(table))
     atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
     return table
 
 
-def score_files(runs: Sequence[Path], scores: Sequence[Path]) -> list[Path]:
-    """``--run DIR`` means ``DIR/scores.json``."""
-    return [run / "scores.json" for run in runs] + list(scores)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m admin.table", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--run", action="append", type=Path, default=[], help="a run folder (repeat)")
-    p.add_argument("--scores", nargs="+", type=Path, default=[], help="scores.json files")
     p.add_argument("--out-dir", type=Path, help="writes table.{md,csv,json} here")
     p.add_argument("--md", type=Path)
     p.add_argument("--csv", type=Path)
@@ -224,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     if any(o is None for o in outputs):
         raise AdminError("give --out-dir, or all of --md, --csv and --json")
-    table = write_table(args.dataset, score_files(args.run, args.scores), *outputs)
+    table = write_table(args.dataset, args.run, *outputs)
     print(to_markdown(table), end="")
     return 0
 

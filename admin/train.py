@@ -1,58 +1,71 @@
-"""Train one run folder with ``fairseq-train``; resume it; call divergence a result.
+"""Train one run folder with ``fairseq-train``: resume it, keep its disk bounded, judge it.
 
-    python -m admin.train --data-bin DIR --run-dir RUN --variant admin --depth 6-6 --seed 1 \\
-        --hparams '{"arch": "admin_transformer_iwslt_de_en", "max_epoch": 50, ...}' \\
-        [--profile RUN/profile.json] [--device cuda|cpu] \\
-        [--nproc-per-node N] [--nnodes M] [--launcher auto|single|torchrun|srun] \\
-        [--log RUN/train.log] [--status RUN/status.json]
+    python -m admin.train --data-bin DIR --run-dir RUN --recipe RUN/recipe.json \\
+        [--profile RUN/profile.json] [--stop '{"max_epoch": 50}'] [--runtime '{...}'] \\
+        [--average-last 10] [--average-upper-bound 90] [--divergence '{...}'] \\
+        [--device cuda|cpu] [--nproc-per-node N] [--nnodes M] \\
+        [--launcher auto|single|torchrun|srun] [--log RUN/train.log] [--status RUN/status.json]
 
-Checkpoints go to ``RUN/checkpoints``.  If ``checkpoint_last.pt`` is there,
-fairseq resumes from it; if only older checkpoints are, the newest is restored;
-a run never starts over while a checkpoint exists.
+The recipe (:mod:`admin.recipe`) says what is trained; ``--stop`` when it stops
+(``max_epoch``, ``max_update``, ...); ``--runtime`` how it is run (logging, workers,
+``save_interval_updates``).  One trainer per run: the folder's lock is held throughout.
 
-Output history: every attempt is appended to ``RUN/checkpoints/train.log``
-(which survives a failed job, like the checkpoints) and ``--log`` is that whole
-history, rewritten at the start of each attempt and then followed live.
+Resuming.  ``RUN/checkpoints/run.json`` records the recipe its checkpoints were trained
+under.  The same recipe resumes from ``checkpoint_last.pt`` (a raised ``max_epoch`` or
+``max_update`` continues the run); checkpoints of another recipe, of a run that trained
+past the new stop conditions, or without a record (from before recipes existed) are moved
+aside to ``RUN/checkpoints.superseded-<id>`` and training starts afresh, saying so.
 
-Exit 0 with ``status.json`` = ``completed`` (fairseq reached max_epoch or
-max_update) or ``diverged`` (non-finite loss or gradients, or fp16's minimum
-loss scale); any other failure exits non-zero and writes no status.
+Disk.  After every save only what is still needed stays: the epoch checkpoints the
+averaging window (``--average-last``/``--average-upper-bound``) will read,
+``checkpoint_last.pt`` and the latest mid-epoch checkpoint (fairseq keeps one with
+``keep_interval_updates 1``); ``checkpoint_best.pt`` is never needed.
+
+History.  Every attempt is appended to ``RUN/checkpoints/train.log`` (which survives a
+failed job, like the checkpoints) and ``--log`` is that whole history.
+
+Exit 0 with ``status.json`` = ``completed`` or ``diverged`` (:mod:`admin.divergence`);
+any other failure exits non-zero and writes no status.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from admin.atomic import atomic_write_text
+from admin import run_folder as rf
 from admin.cli import run_cli
 from admin.errors import AdminError
-from admin.fairseq_command import parse_depth, parse_hparams, run_logged, train_argv
-from admin.fairseq_log import divergence_reason, parse
+from admin.fairseq_command import parse_json_object, run_logged, train_argv
+from admin.fairseq_log import TrainLog, divergence_reason, parse
 from admin.launch import MODES, Launch, command, device_flags
-from admin.variants import VARIANTS, fairseq_flags, needs_profile
+from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, update_freq
+from admin.variants import fairseq_flags, needs_profile
 
-HISTORY = "train.log"  # inside the checkpoint folder
-_EPOCH_CHECKPOINT = re.compile(r"^checkpoint(\d+)(?:_(\d+))?\.pt$")
+ATTEMPT = "==== admin.train attempt"
+SAVED = "Saved checkpoint "
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m admin.train", description=__doc__.split("\n")[0])
-    p.add_argument("--data-bin", required=True, help="fairseq data-bin folder")
+    p.add_argument("--data-bin", required=True, type=Path, help="fairseq data-bin folder")
     p.add_argument("--run-dir", required=True, type=Path, help="the run folder")
-    p.add_argument("--variant", required=True, choices=list(VARIANTS))
-    p.add_argument("--depth", required=True, help="<encoder layers>-<decoder layers>, e.g. 6-6")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--hparams", required=True, help="JSON object of fairseq options (see docs)")
+    p.add_argument("--recipe", required=True, type=Path, help="the run's recipe.json")
     p.add_argument("--profile", type=Path, help="Admin profile (variant admin only)")
+    p.add_argument("--stop", default="{}", help="JSON: stop conditions (max_epoch, ...)")
+    p.add_argument("--runtime", default="{}", help="JSON: runtime options (log_interval, ...)")
+    p.add_argument("--average-last", type=int, default=1,
+                   help="epoch checkpoints the averaging reads (kept while training)")  # fmt: skip
+    p.add_argument("--average-upper-bound", type=int, help="newest epoch the averaging reads")
+    p.add_argument("--divergence", default="{}", help="JSON: divergence settings")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
     p.add_argument("--nnodes", type=int, default=1)
@@ -62,28 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# --------------------------------------------------------------------------- resuming
+
+
 def restore_flags(save_dir: Path) -> list[str]:
     """Where to resume from, so that no run restarts while it has a checkpoint.
 
-    fairseq resumes from ``checkpoint_last.pt`` by itself.  fairseq writes that
-    file last, by a plain copy, so a kill can leave it missing or truncated;
-    then the newest epoch/update checkpoint is restored instead.
+    fairseq resumes from ``checkpoint_last.pt`` by itself.  fairseq writes that file
+    last, by a plain copy, so a kill can leave it missing or truncated; then the newest
+    epoch or mid-epoch checkpoint is restored instead.
     """
     last = save_dir / "checkpoint_last.pt"
     if last.is_file():
         if _readable(last):
             return []
         last.replace(last.with_name("checkpoint_last.pt.truncated"))
-    candidates = []
-    for path in save_dir.glob("checkpoint*.pt"):
-        m = _EPOCH_CHECKPOINT.match(path.name)
-        if m and _readable(path):
-            candidates.append((int(m[1]), int(m[2] or 0), path))
-    if not candidates:
+    folder = rf.RunFolder(save_dir.parent)
+    # An epoch's mid-epoch checkpoints precede its end: order by (epoch, end?, updates).
+    candidates = [((e, 1, 0), p) for e, p in folder.epoch_checkpoints().items()]
+    candidates += [((e, 0, u), p) for (e, u), p in folder.update_checkpoints().items()]
+    readable = [c for c in candidates if _readable(c[1])]
+    if not readable:
         return []
-    # An epoch's mid-epoch checkpoints (checkpoint<E>_<U>.pt) precede its end (checkpoint<E>.pt).
-    newest = max(candidates, key=lambda c: (c[0], c[1] == 0, c[1]))
-    return ["--restore-file", str(newest[2])]
+    return ["--restore-file", str(max(readable)[1])]
 
 
 def _readable(path: Path) -> bool:
@@ -95,58 +109,247 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    depth = parse_depth(args.depth)
-    hparams = parse_hparams(args.hparams)
-    device = "cpu" if hparams.get("cpu") else args.device
-    launch = Launch(args.launcher, args.nproc_per_node, args.nnodes, device)
-    run_dir: Path = args.run_dir
-    save_dir = run_dir / "checkpoints"
-    log = args.log or run_dir / "train.log"
-    status_path = args.status or run_dir / "status.json"
-    if needs_profile(args.variant):
-        if args.profile is None:
-            raise AdminError(f"variant {args.variant!r} needs --profile (run admin.profile_run)")
-        if not args.profile.is_file():
-            raise AdminError(f"Admin profile {args.profile} does not exist")
-    elif args.profile is not None:
-        raise AdminError(f"variant {args.variant!r} takes no --profile")
+def _history(folder: rf.RunFolder) -> TrainLog:
+    if not folder.history.is_file():
+        return TrainLog()
+    with open(folder.history, encoding="utf-8", errors="replace") as handle:
+        return parse(handle)
 
-    save_dir.mkdir(parents=True, exist_ok=True)
-    history = save_dir / HISTORY
+
+def past_stop(progress: TrainLog, stop: Mapping[str, Any]) -> str | None:
+    """Why a run's progress is already beyond the stop conditions (None if it is not):
+    such checkpoints are not an earlier state of the requested run."""
+    if stop.get("max_epoch") and progress.epochs > int(stop["max_epoch"]):
+        return f"it trained {progress.epochs} epochs, more than max_epoch {stop['max_epoch']}"
+    if stop.get("max_update") and progress.num_updates > int(stop["max_update"]):
+        return (
+            f"it trained {progress.num_updates} updates, more than max_update {stop['max_update']}"
+        )
+    return None
+
+
+@dataclass
+class Plan:
+    """What the trainer does with the folder it found."""
+
+    fresh: bool  # start from scratch (after moving old state aside, if any)
+    judge_only: bool = False  # finished already under the same stop: no fairseq run
+    messages: list[str] = field(default_factory=list)
+
+
+def plan_resume(folder: rf.RunFolder, recipe: rf.Recipe, end: Mapping[str, Any]) -> Plan:
+    """Resume, start afresh or only judge (module docstring); moves stale state aside.
+
+    ``end`` is what decides where a finished run ends: its stop conditions, averaging
+    window and divergence settings.  A run that finished under the same ``end`` is only
+    judged again (its checkpoints may have been pruned after scoring)."""
+    if not rf.has_training_state(folder):
+        return Plan(fresh=True)
+    record = rf.read_record(folder)
+    why = None
+    if record is None:
+        why = "its checkpoints carry no recipe record (trained before recipes were recorded)"
+    elif record.get("recipe_id") != recipe.id:
+        why = f"its checkpoints were trained under recipe {record.get('recipe_id')}"
+    else:
+        finished = record.get("finished")
+        if finished is not None and finished.get("end") == end:
+            return Plan(fresh=False, judge_only=True)
+        progress = _history(folder)
+        why = past_stop(progress, end["stop"])
+        if why is None and record.get("pruned") and not folder.model_files():
+            why = (
+                "its checkpoints were removed after scoring (checkpoints.keep), so it cannot "
+                "continue; keep them with checkpoints.keep: last to extend finished runs"
+            )
+        if why is None and finished is not None:
+            missing = _missing_window(folder, progress, tuple(end["window"]))
+            if missing:
+                why = f"the averaging window needs epochs {missing}, whose checkpoints are gone"
+    if why is None:
+        return Plan(fresh=False)
+    tag = (record or {}).get("recipe_id") or "unrecorded"
+    moved = rf.supersede(folder, tag)
+    size = rf.folder_bytes(moved) / 2**20
+    return Plan(
+        fresh=True,
+        messages=[
+            f"starting afresh for recipe {recipe.id}: {why}; the old checkpoints and their "
+            f"history ({size:.0f} MiB) were moved to {moved} (delete it if you do not need it)"
+        ],
+    )
+
+
+def _missing_window(folder: rf.RunFolder, progress: TrainLog, window: tuple) -> list[int]:
+    """Epochs a finished run's averaging window needs but whose checkpoints are gone."""
+    last, upper = window
+    wanted = rf.averaging_window(range(1, progress.epochs + 1), last, upper)
+    present = folder.epoch_checkpoints()
+    return [e for e in wanted if e not in present]
+
+
+# --------------------------------------------------------------------------- disk
+
+
+class CheckpointPruner:
+    """Deletes, after each save, the checkpoints the run no longer needs."""
+
+    def __init__(self, folder: rf.RunFolder, last: int, upper_bound: int | None,
+                 say: Callable[[str], None]):  # fmt: skip
+        self.folder, self.last, self.upper_bound, self.say = folder, last, upper_bound, say
+
+    def on_line(self, line: str) -> bool:
+        if SAVED in line:
+            self.prune()
+        return False
+
+    def prune(self) -> list[str]:
+        epochs = self.folder.epoch_checkpoints()
+        keep = set(rf.averaging_window(epochs, self.last, self.upper_bound))
+        doomed = [p for e, p in epochs.items() if e not in keep]
+        doomed.append(self.folder.checkpoints / "checkpoint_best.pt")
+        removed = []
+        for path in doomed:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                self.say(f"admin.train: could not remove {path}: {err}")
+                continue
+            removed.append(path.name)
+        return removed
+
+
+# --------------------------------------------------------------------------- training
+
+
+def fairseq_options(
+    recipe: rf.Recipe, stop: Mapping[str, Any], runtime: Mapping[str, Any], world_size: int
+) -> dict[str, Any]:
+    """The recipe's fairseq options with the stop conditions, the runtime options and the
+    ``update_freq`` that gives this world size the recipe's batch."""
+    for name, given, allowed in (("--stop", stop, STOP_CONDITIONS),
+                                 ("--runtime", runtime, RUNTIME_OPTIONS)):  # fmt: skip
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise AdminError(f"{name} sets {', '.join(unknown)}, which it does not hold")
+    identity = recipe.identity
+    options = dict(identity["hparams"])
+    options["update_freq"] = update_freq(int(identity["batches_per_update"]), world_size)
+    options.update(stop)
+    options.update(runtime)
+    # fairseq keeps the latest mid-epoch checkpoint; the pruner handles the others.
+    options["keep_interval_updates"] = 1
+    return options
+
+
+def judge(history: str, log: TrainLog) -> tuple[str | None, dict[str, Any]]:
+    """(divergence reason or None, evidence) of the run's history since its fresh start."""
+    return divergence_reason(history, log), {}
+
+
+@dataclass
+class Request:
+    data_bin: Path
+    folder: rf.RunFolder
+    recipe: rf.Recipe
+    profile: Path | None
+    stop: dict[str, Any]
+    runtime: dict[str, Any]
+    window: tuple[int, int | None]
+    divergence: dict[str, Any]
+    launch: Launch
+    log: Path
+    status: Path
+
+    @property
+    def end(self) -> dict[str, Any]:
+        """What decides where the run ends (compared as JSON with the record's)."""
+        return json.loads(json.dumps(
+            {"stop": self.stop, "window": list(self.window), "divergence": self.divergence}
+        ))  # fmt: skip
+
+
+def train(req: Request) -> dict[str, Any]:
+    """Bring the run to its stop conditions and write its status (see the module doc)."""
+    folder, recipe = req.folder, req.recipe
+    variant = recipe.key.variant
+    if needs_profile(variant):
+        if req.profile is None:
+            raise AdminError(f"variant {variant!r} needs --profile (run admin.profile_run)")
+        if not req.profile.is_file():
+            raise AdminError(f"Admin profile {req.profile} does not exist")
+    elif req.profile is not None:
+        raise AdminError(f"variant {variant!r} takes no --profile")
+    options = fairseq_options(recipe, req.stop, req.runtime, req.launch.world_size)
+    identity = recipe.identity
+    depth = (int(identity["encoder_layers"]), int(identity["decoder_layers"]))
     argv = train_argv(
-        args.data_bin, hparams, depth, args.seed,
-        fairseq_flags(args.variant, args.profile), save_dir,
+        req.data_bin, options, depth, int(identity["seed"]),
+        fairseq_flags(variant, req.profile), folder.checkpoints,
     )  # fmt: skip
-    argv += device_flags(launch) + restore_flags(save_dir)
-    cmd = command(launch, argv)
 
-    offset = history.stat().st_size if history.exists() else 0
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    with open(history, "a", encoding="utf-8") as handle:
-        handle.write(f"==== admin.train attempt {stamp}: {json.dumps(cmd)}\n")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(history, log)
-    code = run_logged(cmd, [history, log])
+    # Launcher errors (e.g. --nnodes without SLURM) stop here, before the folder is touched.
+    base_cmd = command(req.launch, argv + device_flags(req.launch))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    with rf.TrainerLock(folder, say=notes.append):
+        plan = plan_resume(folder, recipe, req.end)
+        notes += plan.messages
+        folder.checkpoints.mkdir(parents=True, exist_ok=True)
+        if plan.fresh or rf.read_record(folder) is None:
+            rf.write_record(folder, {"recipe_id": recipe.id, "recipe": recipe.as_dict(),
+                                     "created": _now()})  # fmt: skip
+        stamp = _now()
+        with open(folder.history, "a", encoding="utf-8") as handle:
+            for note in notes:
+                handle.write(f"admin.train: {note}\n")
+        for note in notes:
+            print(f"admin.train: {note}", file=sys.stderr)
+        if plan.judge_only:
+            with open(folder.history, "a", encoding="utf-8") as handle:
+                handle.write(f"{ATTEMPT} {stamp}: already at its stop conditions; judged only\n")
+            req.log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder.history, req.log)
+            code, attempt = 0, ""
+        else:
+            cmd = base_cmd + restore_flags(folder.checkpoints)
+            offset = folder.history.stat().st_size
+            with open(folder.history, "a", encoding="utf-8") as handle:
+                handle.write(f"{ATTEMPT} {stamp}: {json.dumps(cmd)}\n")
+            req.log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder.history, req.log)
+            pruner = CheckpointPruner(folder, *req.window, say=print)
+            code = run_logged(cmd, [folder.history, req.log], on_line=pruner.on_line)
+            pruner.prune()
+            with open(folder.history, encoding="utf-8", errors="replace") as handle:
+                handle.seek(offset)
+                attempt = handle.read()
 
-    with open(history, encoding="utf-8", errors="replace") as handle:
-        handle.seek(offset)
-        attempt = handle.read()
-    progress = parse(attempt.splitlines())
-    reason = divergence_reason(attempt, progress)
-    if reason is None and code != 0:
-        raise TrainingFailed(code, log)
-    if reason is None and "done training" not in attempt:
-        raise AdminError(f"fairseq-train exited 0 but did not finish training; see {log}")
-    status = {
-        "status": "completed" if reason is None else "diverged",
-        "num_updates": progress.num_updates,
-        "epochs": progress.epochs,
-        "reason": reason or "reached max_epoch/max_update",
-        "world_size": progress.world_size or launch.world_size,
-    }
-    atomic_write_text(status_path, json.dumps(status, indent=2) + "\n")
-    return status
+        history_text = folder.history.read_text(encoding="utf-8", errors="replace")
+        progress = parse(history_text.splitlines())
+        reason, evidence = judge(history_text, progress)
+        if reason is None and code != 0:
+            raise TrainingFailed(code, req.log)
+        if reason is None and not plan.judge_only and "done training" not in attempt:
+            raise AdminError(f"fairseq-train exited 0 but did not finish training; see {req.log}")
+        status = rf.COMPLETED if reason is None else rf.DIVERGED
+        fields = {
+            "recipe_id": recipe.id,
+            "num_updates": progress.num_updates,
+            "epochs": progress.epochs,
+            "reason": reason or "reached its stop conditions",
+            "evidence": evidence,
+            "stop": req.stop,
+            "world_size": progress.world_size or req.launch.world_size,
+        }
+        rf.update_record(folder, finished={"end": req.end, "status": status, "at": _now()})
+        return rf.write_status(req.status, recipe.key, status, **fields)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class TrainingFailed(Exception):
@@ -157,16 +360,31 @@ class TrainingFailed(Exception):
         self.code = code
 
 
+def request(args: argparse.Namespace) -> Request:
+    recipe = rf.read_recipe(args.recipe)
+    stop = parse_json_object(args.stop, "--stop")
+    runtime = parse_json_object(args.runtime, "--runtime")
+    device = "cpu" if runtime.get("cpu") else args.device
+    folder = rf.RunFolder(args.run_dir)
+    return Request(
+        data_bin=args.data_bin, folder=folder, recipe=recipe, profile=args.profile,
+        stop=stop, runtime=runtime, window=(args.average_last, args.average_upper_bound),
+        divergence=parse_json_object(args.divergence, "--divergence"),
+        launch=Launch(args.launcher, args.nproc_per_node, args.nnodes, device),
+        log=args.log or folder.train_log, status=args.status or folder.status,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = train(args)
+        status = train(request(args))
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(
         f"{status['status']}: {status['num_updates']} updates, {status['epochs']} epochs"
-        + ("" if status["status"] == "completed" else f" ({status['reason']})")
+        + ("" if status["status"] == rf.COMPLETED else f" ({status['reason']})")
     )
     return 0
 

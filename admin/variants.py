@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The version of the plugin's model code: bump it whenever the computation or the
+# initialisation of an existing option changes, so that every run's recipe changes and
+# no checkpoint of the old code is resumed by the new one (admin.recipe).
+MODEL_CODE_VERSION = 2
+
 INIT_TYPES = ("default", "adaptive-profiling", "adaptive", "admin-logn", "deepnet", "rezero")
 
 

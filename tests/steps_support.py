@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+from admin.recipe import build as build_recipe
+from admin.recipe import make_spec, split_hparams
+from admin.run_folder import RunKey
+from admin.run_folder import write_recipe as write_recipe_file
 from tests.conftest import REPO
 
 DEPTH = "2-2"
@@ -61,19 +65,53 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def profile_args(databin: Path, out: Path, seed: int = 1) -> list[Any]:
+def write_recipe(
+    databin: Path,
+    run: Path,
+    variant: str,
+    seed: int = 1,
+    depth: str = DEPTH,
+    world: int = 1,
+    **hp: Any,
+) -> Path:
+    """``run/recipe.json`` for HPARAMS with ``hp`` on top, as the workflow's recipe step
+    writes it (admin.recipe); the run's key is ``tiny/<variant>/<depth>/seed<seed>``."""
+    merged = json.loads(hparams(**hp))
+    key = RunKey("tiny", variant, depth, seed)
+    path = run / "recipe.json"
+    write_recipe_file(path, build_recipe(databin, make_spec(key, merged, world)))
+    return path
+
+
+def stop_and_runtime(**hp: Any) -> list[Any]:
+    """``--stop`` and ``--runtime`` of HPARAMS with ``hp`` on top."""
+    _, stop, runtime = split_hparams(json.loads(hparams(**hp)))
+    return ["--stop", json.dumps(stop), "--runtime", json.dumps(runtime)]
+
+
+def profile_args(databin: Path, out: Path, seed: int = 1, **hp: Any) -> list[Any]:
+    recipe = write_recipe(databin, out.parent, "admin", seed, **hp)
+    _, _, runtime = split_hparams(json.loads(hparams(**hp)))
     return [
-        "--data-bin", databin, "--depth", DEPTH, "--seed", seed, "--hparams", hparams(),
+        "--data-bin", databin, "--recipe", recipe, "--runtime", json.dumps(runtime),
         "--out", out, "--log", out.with_suffix(".log"), "--device", "cpu",
     ]  # fmt: skip
 
 
 def train_args(
-    databin: Path, run: Path, variant: str, *extra: Any, seed: int = 1, **hp: Any
+    databin: Path,
+    run: Path,
+    variant: str,
+    *extra: Any,
+    seed: int = 1,
+    world: int = 1,
+    **hp: Any,
 ) -> list[Any]:
+    """The train step's arguments for HPARAMS with ``hp`` on top (its recipe written)."""
+    recipe = write_recipe(databin, run, variant, seed, world=world, **hp)
     return [
-        "--data-bin", databin, "--run-dir", run, "--variant", variant, "--depth", DEPTH,
-        "--seed", seed, "--hparams", hparams(**hp), "--device", "cpu", *extra,
+        "--data-bin", databin, "--run-dir", run, "--recipe", recipe, *stop_and_runtime(**hp),
+        "--device", "cpu", *extra,
     ]  # fmt: skip
 
 

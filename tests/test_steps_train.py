@@ -134,33 +134,35 @@ def test_other_failures_exit_nonzero_without_status(tiny_databin, tmp_path):
     assert "invalid choice" in (run / "train.log").read_text()
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--variant", "admin"], "needs --profile"),
-        (["--variant", "postln", "--depth", "0-6"], "depth '0-6'"),
-        (["--variant", "postln", "--hparams", '{"arch": "admin_transformer", "save_dir": "x"}'],
-         "save_dir"),
-        (["--variant", "postln", "--hparams", '{"arch": "transformer"}'], "admin_transformer"),
-        (["--variant", "postln", "--nnodes", "2"], "SLURM"),
-    ],
-)  # fmt: skip
-def test_bad_input_exits_2_before_fairseq(tmp_path, args, message):
-    base = {
-        "--data-bin": str(tmp_path), "--run-dir": str(tmp_path / "run"), "--depth": "2-2",
-        "--seed": "1", "--hparams": '{"arch": "admin_transformer"}', "--device": "cpu",
-    }  # fmt: skip
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        base[flag] = value
+def _bad_input(tmp_path: Path, tiny_databin: Path, variant: str, *extra: str, **hp) -> str:
+    run = tmp_path / "run"
+    args = [*train_args(tiny_databin, run, variant, **hp), *extra]
     env = step_env()
     env.pop("SLURM_JOB_ID", None)
-    proc = subprocess.run(
-        step_cmd("train", *[x for kv in base.items() for x in kv]),
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    proc = subprocess.run(step_cmd("train", *args), cwd=REPO, env=env, capture_output=True,
+                          text=True)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: ") and message in proc.stderr
-    assert not (tmp_path / "run" / "status.json").exists()
+    assert proc.stderr.startswith("error: ")
+    assert not (run / "status.json").exists() and not (run / "checkpoints").exists()
+    return proc.stderr
+
+
+def test_bad_input_exits_2_before_fairseq(tmp_path, tiny_databin):
+    assert "needs --profile" in _bad_input(tmp_path, tiny_databin, "admin")
+    assert "SLURM" in _bad_input(tmp_path, tiny_databin, "postln", "--nnodes", "2")
+    text = _bad_input(tmp_path, tiny_databin, "postln", "--stop", '{"lr": 1}')
+    assert "--stop sets lr" in text
+    text = _bad_input(tmp_path, tiny_databin, "postln", "--nproc-per-node", "3", world=2)
+    assert "accumulates 2 batches per update, which 3 processes cannot share" in text
+    # a recipe edited by hand no longer matches its id
+    recipe = tmp_path / "run" / "recipe.json"
+    doc = json.loads(recipe.read_text())
+    doc["identity"]["hparams"]["lr"] = 1.0
+    recipe.write_text(json.dumps(doc))
+    args = ["--data-bin", tiny_databin, "--run-dir", tmp_path / "run", "--recipe", recipe,
+            "--device", "cpu"]  # fmt: skip
+    proc = run_step("train", *args)
+    assert proc.returncode == 2 and "was edited" in proc.stderr, proc.stderr
 
 
 # --- what counts as divergence (text as fairseq prints it) ---------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import torch
 from admin.atomic import atomic_path
 from admin.cli import run_cli
 from admin.errors import AdminError
+from admin.run_folder import COMPLETED, read_json
 from admin.variants import VARIANTS
 
 POST_LN_NORMS = {
@@ -274,11 +274,8 @@ def plot(
 
 def _trained_checkpoint(average_json: Path) -> tuple[Path | None, str]:
     """The averaged checkpoint a run's ``average.json`` names, or why there is none."""
-    try:
-        info = json.loads(average_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise AdminError(f"cannot read {average_json}: {err}") from None
-    if info.get("status") != "completed" or not info.get("checkpoint"):
+    info = read_json(average_json, "averaging result")
+    if info.get("status") != COMPLETED or not info.get("checkpoint"):
         return None, f"trained run {info.get('status', 'unknown')}: no trained model"
     checkpoint = average_json.parent / info["checkpoint"]
     if not checkpoint.is_file():

@@ -42,10 +42,9 @@ rule output_change:
         mem_mb=res("analysis", "mem_mb"),
         runtime=res("analysis", "runtime"),
     params:
-        py=PYTHON,
         options=output_change_options,
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.analysis.output_change"
+        "OMP_NUM_THREADS={threads} python -m admin.analysis.output_change"
         " --data-bin {input.data:q} {params.options:q} --threads {threads}"
         " --out-csv {output.csv:q} --out-png {output.png:q}"
         " > {log:q} 2>&1"
@@ -82,11 +81,10 @@ rule dependency:
         mem_mb=res("analysis", "mem_mb"),
         runtime=res("analysis", "runtime"),
     params:
-        py=PYTHON,
         hparams=dependency_hparams,
         options=dependency_options,
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.analysis.dependency"
+        "OMP_NUM_THREADS={threads} python -m admin.analysis.dependency"
         " --data-bin {input.data:q} --variant {wildcards.variant:q}"
         " --depth {wildcards.depth:q} --hparams {params.hparams:q} {params.options:q}"
         " --threads {threads} --out-png {output.png:q} --out-csv {output.csv:q}"

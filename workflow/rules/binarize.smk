@@ -17,10 +17,9 @@ rule binarize:
         mem_mb=res("binarize", "mem_mb"),
         runtime=res("binarize", "runtime"),
     params:
-        py=PYTHON,
         src=lambda wildcards: languages(wildcards.dataset)[0],
         tgt=lambda wildcards: languages(wildcards.dataset)[1],
     shell:
-        "{params.py:q} -m admin.data.binarize --src {params.src:q} --tgt {params.tgt:q}"
+        "python -m admin.data.binarize --src {params.src:q} --tgt {params.tgt:q}"
         " --in {input.bpe:q} --out {output.data:q} --workers {threads}"
         " > {log:q} 2>&1"

@@ -17,11 +17,10 @@ rule bpe:
         mem_mb=res("bpe", "mem_mb"),
         runtime=res("bpe", "runtime"),
     params:
-        py=PYTHON,
         src=lambda wildcards: languages(wildcards.dataset)[0],
         tgt=lambda wildcards: languages(wildcards.dataset)[1],
         options=bpe_options,
     shell:
-        "{params.py:q} -m admin.data.bpe --src {params.src:q} --tgt {params.tgt:q}"
+        "python -m admin.data.bpe --src {params.src:q} --tgt {params.tgt:q}"
         " --in {input.prepared:q} --out {output.bpe:q} {params.options:q} --workers {threads}"
         " > {log:q} 2>&1"

@@ -1,239 +1,95 @@
-# Helpers and input functions shared by the rule files.  No rules here.
+# Input functions and the glue between Snakemake and the admin package.  No rules here.
 #
-# Parse time stays light: no fairseq or torch import (admin.variants and
-# admin.data.registry import neither).
+# The logic lives in Python and is unit-tested there: admin.config (loading, validation,
+# the matrix, per-rule resources), admin.recipe (what a run trains, when it stops, how it
+# runs) and admin.run_folder (the run folder's layout and status words).  This file only
+# adapts them to Snakemake: wildcards, file patterns, and which params Snakemake tracks.
+#
+# Parse time stays light: no fairseq or torch import.
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
-import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
 
+import admin.config as admin_config
+from admin import recipe as recipes
+from admin import run_folder
 from admin.data.registry import DATASETS as REGISTRY
 from admin.variants import VARIANTS, needs_profile
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 RESULTS = "results"
 RESOURCES = "resources"
 LOGS = "logs"
 BENCHMARKS = f"{LOGS}/benchmarks"
-# One run folder (the results layout of DESIGN.md) and its logs, as rule patterns.
-RUN = f"{RESULTS}/{{dataset}}/{{variant}}/{{depth}}/seed{{seed}}"
-RUN_LOGS = f"{LOGS}/{{dataset}}/{{variant}}/{{depth}}/seed{{seed}}"
-RUN_BENCHMARKS = f"{BENCHMARKS}/{{dataset}}/{{variant}}/{{depth}}/seed{{seed}}"
+# One run folder (admin.run_folder) and its logs, as rule patterns.
+RUN = run_folder.pattern(RESULTS)
+RUN_LOGS = run_folder.pattern(LOGS)
+RUN_BENCHMARKS = run_folder.pattern(BENCHMARKS)
 
-# The interpreter of the steps: the conda environment's with --sdm conda, otherwise the
-# one running Snakemake (the project's .venv), whatever "python" is on PATH.
-PYTHON = (
-    "python"
-    if "conda"
-    in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-    else sys.executable
-)
-
-# Built-in fallbacks under config["resources"]["default"].
-RESOURCE_FALLBACK = {
-    "cpus": 1,
-    "mem_mb": 2000,
-    "runtime": 60,
-    "gpus": 0,
-    "nodes": 1,
-    "cpu_procs": 1,
+# The steps run as `python -m admin.<step>`.  With --sdm conda, `python` is the rule's
+# conda environment's; otherwise it is the interpreter running Snakemake (the project's
+# .venv), put first on PATH here rather than written into each rule, so that the
+# interpreter's path is no part of what Snakemake tracks: moving the checkout or
+# switching --sdm conda on or off reruns nothing.
+USES_CONDA = "conda" in {
+    str(m).lower() for m in workflow.deployment_settings.deployment_method
 }
+if not USES_CONDA:
+    shell.prefix(
+        "set -euo pipefail; "
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; '
+    )
+
+
+def untracked(get):
+    """``get(wildcards)`` as a param Snakemake does not track.  Snakemake compares only the
+    params that do not derive from input, output, threads or resources; logging, data
+    loading and other runtime options must not rerun a finished run when they change."""
+
+    def param(wildcards, input):
+        return get(wildcards)
+
+    return param
 
 
 # --------------------------------------------------------------------------- config
 
 
-def deep_merge(base, override):
-    """``override`` on top of ``base``: mappings merge key by key, anything else replaces."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return override
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = deep_merge(base[key], value) if key in base else value
-    return merged
-
-
-def _key_path(path):
-    text = ""
-    for part in path:
-        text += (
-            f"[{part}]"
-            if isinstance(part, int)
-            else (f".{part}" if text else str(part))
-        )
-    return text or "(top level)"
-
-
-def _describe(error):
-    """One line per schema error: the key, the value and what is allowed."""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    key = _key_path(error.absolute_path)
-    if error.validator == "not" and "propertyNames" in error.schema_path:
-        return (
-            f"{key}: {error.instance!r} is set by the workflow (from the matrix or by the step), "
-            "not by the config"
-        )
-    if error.validator == "enum":
-        allowed = ", ".join(map(str, error.validator_value))
-        return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
-    if error.validator == "pattern":
-        what = schema.get("description", f"a string matching {error.validator_value}")
-        return f"{key}: {error.instance!r} is not valid; expected {what}"
-    if error.validator == "propertyNames":
-        # jsonschema reports the bad name in the context errors
-        inner = error.context[0] if error.context else error
-        inner_schema = inner.schema if isinstance(inner.schema, dict) else {}
-        if inner.validator == "not":
-            return (
-                f"{key}: {inner.instance!r} is set by the workflow, not by the config"
-            )
-        if inner.validator == "enum":
-            allowed = ", ".join(map(str, inner.validator_value))
-            return (
-                f"{key}: key {inner.instance!r} is not allowed; allowed keys: {allowed}"
-            )
-        what = inner_schema.get("description", inner.message)
-        return f"{key}: key {inner.instance!r} is not valid; expected {what}"
-    if error.validator == "additionalProperties" and isinstance(
-        schema.get("properties"), dict
-    ):
-        allowed = ", ".join(schema["properties"])
-        return f"{key}: {error.message}; allowed keys: {allowed}"
-    if error.validator in (
-        "minimum",
-        "exclusiveMinimum",
-        "maximum",
-        "exclusiveMaximum",
-    ):
-        what = schema.get("description", "")
-        return f"{key}: {error.message}" + (f" ({what})" if what else "")
-    return f"{key}: {error.message}"
-
-
-def read_yaml(path):
-    return yaml.load(
-        Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    )
-
-
-def _with_defaults(validator_class):
-    """A validator that fills in the schema's defaults (as snakemake.utils.validate does)."""
-    properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, props, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in props.items():
-                if "default" in sub:
-                    instance.setdefault(name, sub["default"])
-        yield from properties(validator, props, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def check_schema(cfg):
-    """JSON-schema validation of the whole config; every error names its key."""
-    schema = read_yaml(SCHEMA)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(
-        validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))
-    )
-    if errors:
-        lines = "\n".join(f"  {_describe(e)}" for e in errors)
-        raise WorkflowError(f"invalid configuration:\n{lines}")
-    _with_defaults(jsonschema.Draft202012Validator)(schema).validate(cfg)
-
-
-def check_semantics(cfg):
-    problems = []
-    experiments = cfg["experiments"]
-    for i, name in enumerate(cfg["datasets"]):
-        if name not in experiments:
-            problems.append(
-                f"datasets[{i}]: dataset {name!r} is not defined under experiments; "
-                f"defined datasets: {', '.join(sorted(experiments))}"
-            )
-    for name, exp in experiments.items():
-        data = exp["data"]
-        if data["source"] == "demo" and not data.get("bpe_merges"):
-            problems.append(
-                f"experiments.{name}.data.bpe_merges: required for source 'demo'"
-            )
-        if data["source"] != "demo" and (data.get("corpus") or data.get("tokenize")):
-            problems.append(
-                f"experiments.{name}.data: corpus and tokenize apply to source 'demo' only"
-            )
-    if problems:
-        raise WorkflowError(
-            "invalid configuration:\n" + "\n".join(f"  {p}" for p in problems)
-        )
-
-
-def retyped(value):
-    """--config values arrive as strings (Snakemake reads them with YAML's BaseLoader):
-    read each again as YAML, so that seeds='[1111]' gives numbers and variants=null null.
-    """
-    if isinstance(value, dict):
-        return {key: retyped(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [retyped(item) for item in value]
-    if isinstance(value, str):
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
-    return value
-
-
 def load_config(cfg):
     """Merge the presets under ``cfg`` (in place), then check it; bad configs stop here."""
-    overrides = retyped(dict(workflow.config_settings.config or {}))  # --config only
-    cfg.update(deep_merge(dict(cfg), overrides))
-    if not isinstance(cfg.get("presets", []), list):
-        raise WorkflowError(
-            "invalid configuration:\n  presets: expected a list of YAML files"
+    try:
+        merged = admin_config.load(
+            cfg,
+            # presets are relative to the repository root, two folders up from here
+            locate=lambda preset: workflow.source_path(f"../../{preset}"),
+            schema=SCHEMA,
+            overrides=workflow.config_settings.config or {},
         )
-    merged = {}
-    for preset in cfg.get("presets", []):
-        path = Path(workflow.basedir) / preset
-        if not path.is_file():
-            raise WorkflowError(
-                f"invalid configuration:\n  presets: {preset} does not exist"
-            )
-        merged = deep_merge(merged, read_yaml(path) or {})
-    merged = deep_merge(merged, dict(cfg))
+    except admin_config.ConfigError as err:
+        raise WorkflowError(str(err)) from None
     cfg.clear()
     cfg.update(merged)
-    check_schema(cfg)
-    check_semantics(cfg)
-
-
-# --------------------------------------------------------------------------- matrix
 
 
 def experiment(dataset):
-    return config["experiments"][dataset]
+    return admin_config.experiment(config, dataset)
 
 
 def matrix(dataset):
-    """(variants, depths, seeds) of a dataset; the top-level keys replace the preset's."""
-    own = experiment(dataset)["matrix"]
-    pick = lambda key: config.get(key) or own[key]
-    return pick("variants"), pick("depths"), [int(s) for s in pick("seeds")]
+    return admin_config.matrix(config, dataset)
 
 
 def run_dir(dataset, variant, depth, seed):
-    return f"{RESULTS}/{dataset}/{variant}/{depth}/seed{seed}"
+    return str(run_folder.RunKey(dataset, variant, depth, int(seed)).folder(RESULTS))
 
 
 def runs(dataset):
-    variants, depths, seeds = matrix(dataset)
-    return [run_dir(dataset, v, d, s) for v in variants for d in depths for s in seeds]
+    return [run_dir(dataset, *cell) for cell in admin_config.cells(config, dataset)]
 
 
 def dataset_targets(dataset):
@@ -261,6 +117,19 @@ def datasets_by_source(demo):
         for n, e in config["experiments"].items()
         if (e["data"]["source"] == "demo") == demo
     ]
+
+
+def paper_targets(dataset):
+    """Input function of a paper target (evaluated only when that target is requested)."""
+
+    def get(wildcards):
+        if dataset not in config["experiments"]:
+            raise WorkflowError(
+                f"experiments.{dataset} is not defined: add config/paper_{dataset}.yaml to presets"
+            )
+        return dataset_targets(dataset)
+
+    return get
 
 
 # --------------------------------------------------------------------------- data
@@ -328,38 +197,19 @@ def bpe_options(wildcards):
     return ["--dataset", data["source"]]
 
 
-def data_bin(wildcards):
-    return f"{RESOURCES}/{wildcards.dataset}/data-bin"
-
-
 # --------------------------------------------------------------------------- resources
 
 
-def lookup_resources(rule, wildcards):
-    """The resources of ``rule``: fallbacks < resources.default < resources.<rule>, then the
-    same two levels under experiments.<dataset>, then under its by_depth.<depth>."""
-    layers = [config.get("resources") or {}]
-    dataset = getattr(wildcards, "dataset", None)
-    if dataset in config["experiments"]:
-        exp = experiment(dataset)
-        layers.append(exp.get("resources") or {})
-        depth = getattr(wildcards, "depth", None)
-        if depth is not None:
-            layers.append(
-                ((exp.get("by_depth") or {}).get(depth) or {}).get("resources") or {}
-            )
-    res = dict(RESOURCE_FALLBACK)
-    for layer in layers:
-        res.update(layer.get("default") or {})
-        res.update(layer.get(rule) or {})
-    return res
-
-
-def res(rule, key):
-    """An input function for one resource of ``rule`` (for threads: and resources:)."""
+def res(rule_name, key):
+    """An input function for one resource of a rule (for threads: and resources:)."""
 
     def get(wildcards):
-        values = lookup_resources(rule, wildcards)
+        values = admin_config.lookup_resources(
+            config,
+            rule_name,
+            getattr(wildcards, "dataset", None),
+            getattr(wildcards, "depth", None),
+        )
         # gpu: the GPUs of a one-node job (sbatch --gpus, --resources gpu=N);
         # gres: GPUs per node of a (multi-node) training job (sbatch --gres)
         if key == "gpu":
@@ -371,54 +221,53 @@ def res(rule, key):
     return get
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- runs
 
 
-def depth_overrides(wildcards):
-    """experiments.<dataset>.by_depth.<depth> (empty if none)."""
-    by_depth = experiment(wildcards.dataset).get("by_depth") or {}
-    return by_depth.get(wildcards.depth) or {}
+def recipe_spec(wildcards):
+    """The run's recipe (tracked: any change reruns the run and what depends on it)."""
+    spec = recipes.spec(
+        config,
+        wildcards.dataset,
+        wildcards.variant,
+        wildcards.depth,
+        int(wildcards.seed),
+    )
+    return json.dumps(spec, sort_keys=True)
 
 
-def recipe_hparams(dataset, depth):
-    """The dataset's fairseq options with the depth's overrides.  The steps add the
-    layer counts (--depth), the seed (--seed), the variant's flags and the paths."""
-    exp = experiment(dataset)
-    overrides = (exp.get("by_depth") or {}).get(depth) or {}
-    return deep_merge(exp["hparams"], overrides.get("hparams") or {})
+def stop_conditions(wildcards):
+    """When the run stops (tracked: raising max_epoch reruns training, which continues)."""
+    stop = recipes.stop_conditions(config, wildcards.dataset, wildcards.depth)
+    return json.dumps(stop, sort_keys=True)
 
 
-def base_hparams(wildcards):
-    return recipe_hparams(wildcards.dataset, wildcards.depth)
+def runtime_options(wildcards):
+    return json.dumps(
+        recipes.runtime_options(config, wildcards.dataset, wildcards.depth),
+        sort_keys=True,
+    )
 
 
-def scaled_update_freq(wildcards, hp, gpus):
-    """Keep the recipe's effective batch when a job gets another GPU count than batch_gpus."""
-    want = depth_overrides(wildcards).get("batch_gpus")
-    want = want or experiment(wildcards.dataset).get("batch_gpus")
-    if not want or gpus < 1 or gpus == want:
-        return hp.get("update_freq", 1)
-    total = hp.get("update_freq", 1) * want
-    if total % gpus:
-        raise WorkflowError(
-            f"experiments.{wildcards.dataset}.batch_gpus: update_freq x batch_gpus "
-            f"= {total} is not divisible by the {gpus} GPUs of this train job; "
-            "change gpus/nodes or batch_gpus"
-        )
-    return total // gpus
+def average_options(wildcards):
+    """The averaging window (the epochs checkpoint averaging reads)."""
+    last, upper = admin_config.average_window(config, wildcards.dataset)
+    return ["--last", str(last)] + (["--upper-bound", str(upper)] if upper else [])
 
 
-def train_hparams(wildcards, resources):
-    hp = base_hparams(wildcards)
-    gpus = resources.gpus_per_node * resources.nodes
-    hp["update_freq"] = scaled_update_freq(wildcards, hp, gpus)
-    return json.dumps(hp)
+def kept_window_options(wildcards):
+    """The same window for training, which keeps exactly those epoch checkpoints."""
+    last, upper = admin_config.average_window(config, wildcards.dataset)
+    argv = ["--average-last", str(last)]
+    return argv + (["--average-upper-bound", str(upper)] if upper else [])
 
 
-def profile_hparams(wildcards):
-    hp = base_hparams(wildcards)
-    hp.update(experiment(wildcards.dataset).get("profile_hparams") or {})
-    return json.dumps(hp)
+def divergence_settings(wildcards):
+    return json.dumps(config["divergence"], sort_keys=True)
+
+
+def keep_checkpoints(wildcards):
+    return config["checkpoints"]["keep"]
 
 
 def profile_input(wildcards):
@@ -442,14 +291,6 @@ def profile_options(wildcards, input):
 
 def generate_hparams(wildcards):
     return json.dumps(experiment(wildcards.dataset)["generate"])
-
-
-def average_options(wildcards):
-    avg = experiment(wildcards.dataset)["average"]
-    argv = ["--last", str(avg["last"])]
-    if avg.get("upper_bound"):
-        argv += ["--upper-bound", str(avg["upper_bound"])]
-    return argv
 
 
 def raw_text(wildcards):
@@ -503,19 +344,6 @@ def run_folders(paths):
     return argv
 
 
-def paper_targets(dataset):
-    """Input function of a paper target (evaluated only when that target is requested)."""
-
-    def get(wildcards):
-        if dataset not in config["experiments"]:
-            raise WorkflowError(
-                f"experiments.{dataset} is not defined: add config/paper_{dataset}.yaml to presets"
-            )
-        return dataset_targets(dataset)
-
-    return get
-
-
 # --------------------------------------------------------------------------- analyses
 
 ANALYSIS = f"{RESULTS}/analysis"
@@ -524,15 +352,10 @@ ANALYSIS_BENCHMARKS = f"{BENCHMARKS}/analysis"
 
 
 def analysis_dataset():
-    """analysis.dataset, checked when an analysis is planned (not at parse time: a preset
-    alone may not define the demo)."""
-    dataset = config["analysis"]["dataset"]
-    if dataset not in config["experiments"]:
-        raise WorkflowError(
-            f"invalid configuration:\n  analysis.dataset: {dataset!r} is not defined under "
-            f"experiments; defined datasets: {', '.join(sorted(config['experiments']))}"
-        )
-    return dataset
+    try:
+        return admin_config.analysis_dataset(config)
+    except admin_config.ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def analysis_data_bin(wildcards):
@@ -565,13 +388,13 @@ def output_change_options(wildcards):
 
 
 def dependency_depths():
-    """analysis.dependency.depths, or the analysis dataset's matrix depths."""
-    return config["analysis"]["dependency"]["depths"] or matrix(analysis_dataset())[1]
+    analysis_dataset()
+    return admin_config.dependency_depths(config)
 
 
 def dependency_seed():
-    seed = config["analysis"]["dependency"]["seed"]
-    return matrix(analysis_dataset())[2][0] if seed is None else int(seed)
+    analysis_dataset()
+    return admin_config.dependency_seed(config)
 
 
 def dependency_targets(wildcards=None):
@@ -609,7 +432,9 @@ def dependency_profile(wildcards):
 
 def dependency_hparams(wildcards):
     """The analysis dataset's recipe at this depth: the heatmaps show the models it trains."""
-    return json.dumps(recipe_hparams(analysis_dataset(), wildcards.depth))
+    return json.dumps(
+        admin_config.recipe_hparams(config, analysis_dataset(), wildcards.depth)
+    )
 
 
 def dependency_options(wildcards, input):

@@ -13,12 +13,11 @@ rule download:
         mem_mb=res("download", "mem_mb"),
         runtime=res("download", "runtime"),
     params:
-        py=PYTHON,
         dataset=lambda wildcards: source(wildcards.dataset),
         out=lambda wildcards, output: str(Path(output.archive).parent),
         options=download_options,
     shell:
-        "{params.py:q} -m admin.data.download --dataset {params.dataset:q}"
+        "python -m admin.data.download --dataset {params.dataset:q}"
         " --out {params.out:q} --only {wildcards.archive:q} {params.options:q}"
         " > {log:q} 2>&1"
 
@@ -41,11 +40,10 @@ rule prepare:
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
     params:
-        py=PYTHON,
         dataset=lambda wildcards: source(wildcards.dataset),
         archives=lambda wildcards, input: str(Path(input.archives[0]).parent),
     shell:
-        "{params.py:q} -m admin.data.prepare --dataset {params.dataset:q}"
+        "python -m admin.data.prepare --dataset {params.dataset:q}"
         " --archives {params.archives:q} --out {output.prepared:q} --workers {threads}"
         " > {log:q} 2>&1"
 
@@ -66,10 +64,9 @@ rule demo_corpus:
         mem_mb=res("demo_corpus", "mem_mb"),
         runtime=res("demo_corpus", "runtime"),
     params:
-        py=PYTHON,
         options=corpus_options,
     shell:
-        "{params.py:q} -m admin.data.demo_corpus --out {output.raw:q} {params.options:q}"
+        "python -m admin.data.demo_corpus --out {output.raw:q} {params.options:q}"
         " > {log:q} 2>&1"
 
 
@@ -91,11 +88,10 @@ rule tokenize:
         mem_mb=res("tokenize", "mem_mb"),
         runtime=res("tokenize", "runtime"),
     params:
-        py=PYTHON,
         src=lambda wildcards: languages(wildcards.dataset)[0],
         tgt=lambda wildcards: languages(wildcards.dataset)[1],
         options=tokenize_options,
     shell:
-        "{params.py:q} -m admin.data.tokenize --src {params.src:q} --tgt {params.tgt:q}"
+        "python -m admin.data.tokenize --src {params.src:q} --tgt {params.tgt:q}"
         " --in {input.raw:q} --out {output.prepared:q} {params.options:q} --workers {threads}"
         " > {log:q} 2>&1"

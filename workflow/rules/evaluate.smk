@@ -17,13 +17,12 @@ rule average:
         mem_mb=res("average", "mem_mb"),
         runtime=res("average", "runtime"),
     params:
-        py=PYTHON,
         checkpoints=lambda wildcards, input: str(
             Path(input.status).parent / "checkpoints"
         ),
         options=average_options,
     shell:
-        "{params.py:q} -m admin.average --checkpoints {params.checkpoints:q}"
+        "python -m admin.average --checkpoints {params.checkpoints:q}"
         " --status {input.status:q} {params.options:q} --out {output.average:q}"
         " > {log:q} 2>&1"
 
@@ -48,15 +47,16 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         gpu=res("evaluate", "gpu"),
     params:
-        py=PYTHON,
         hparams=generate_hparams,
         out_dir=lambda wildcards, output: str(Path(output.scores).parent),
         refs=detok_options,
         options=scoring_options,
+        keep=untracked(keep_checkpoints),
         device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.evaluate"
+        "OMP_NUM_THREADS={threads} python -m admin.evaluate"
         " --data-bin {input.data:q} --average {input.average:q}"
         " --hparams {params.hparams:q} --device {params.device:q} {params.refs:q}"
-        " {params.options:q} --out-dir {params.out_dir:q} --scores {output.scores:q}"
+        " {params.options:q} --keep-checkpoints {params.keep:q}"
+        " --out-dir {params.out_dir:q} --scores {output.scores:q}"
         " > {log:q} 2>&1"

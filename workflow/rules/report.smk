@@ -23,10 +23,9 @@ rule table:
         mem_mb=res("table", "mem_mb"),
         runtime=res("table", "runtime"),
     params:
-        py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.scores),
     shell:
-        "{params.py:q} -m admin.table --dataset {wildcards.dataset:q} {params.runs:q}"
+        "python -m admin.table --dataset {wildcards.dataset:q} {params.runs:q}"
         " --md {output.md:q} --csv {output.csv:q} --json {output.json:q}"
         " > {log:q} 2>&1"
 
@@ -51,10 +50,9 @@ rule curves:
         mem_mb=res("plots", "mem_mb"),
         runtime=res("plots", "runtime"),
     params:
-        py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.logs),
     shell:
-        "{params.py:q} -m admin.plots curves --dataset {wildcards.dataset:q} {params.runs:q}"
+        "python -m admin.plots curves --dataset {wildcards.dataset:q} {params.runs:q}"
         " --out {output.png:q}"
         " > {log:q} 2>&1"
 
@@ -78,9 +76,8 @@ rule bleu_plot:
         mem_mb=res("plots", "mem_mb"),
         runtime=res("plots", "runtime"),
     params:
-        py=PYTHON,
         runs=lambda wildcards, input: run_folders(input.scores),
     shell:
-        "{params.py:q} -m admin.plots bleu --dataset {wildcards.dataset:q} {params.runs:q}"
+        "python -m admin.plots bleu --dataset {wildcards.dataset:q} {params.runs:q}"
         " --out {output.png:q}"
         " > {log:q} 2>&1"

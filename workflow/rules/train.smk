@@ -1,13 +1,37 @@
-# Admin's profiling run (one GPU, Admin only) and training (the preset's GPUs and nodes).
+# Each run's recipe, Admin's profiling run (one GPU, Admin only) and training (the
+# preset's GPUs and nodes).
+#
+# A run is a function of its recipe: recipe.json holds everything that changes what is
+# trained (admin.recipe), so that a changed recipe reruns exactly its runs.  When they
+# stop and how they are run travel separately: stop conditions are tracked (raising
+# max_epoch continues a run), runtime options are not (logging changes rerun nothing).
 #
 # Checkpoints live in <run>/checkpoints/ and are never a declared output: Snakemake
 # deletes the declared outputs of a failed or interrupted job, and training resumes from
 # checkpoint_last.pt when the workflow runs again.
 
 
+rule recipe:
+    input:
+        data=f"{RESOURCES}/{{dataset}}/data-bin",
+    output:
+        recipe=f"{RUN}/recipe.json",
+    log:
+        f"{RUN_LOGS}/recipe.log",
+    conda:
+        "../../envs/admin.yaml"
+    params:
+        spec=recipe_spec,
+    shell:
+        "python -m admin.recipe --data-bin {input.data:q} --spec {params.spec:q}"
+        " --out {output.recipe:q}"
+        " > {log:q} 2>&1"
+
+
 rule profile:
     input:
         data=f"{RESOURCES}/{{dataset}}/data-bin",
+        recipe=f"{RUN}/recipe.json",
     output:
         profile=f"{RUN}/profile.json",
     log:
@@ -25,13 +49,12 @@ rule profile:
         runtime=res("profile", "runtime"),
         gpu=res("profile", "gpu"),
     params:
-        py=PYTHON,
-        hparams=profile_hparams,
+        runtime=untracked(runtime_options),
         device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m admin.profile_run"
-        " --data-bin {input.data:q} --depth {wildcards.depth:q} --seed {wildcards.seed:q}"
-        " --hparams {params.hparams:q} --device {params.device:q}"
+        "OMP_NUM_THREADS={threads} python -m admin.profile_run"
+        " --data-bin {input.data:q} --recipe {input.recipe:q}"
+        " --runtime {params.runtime:q} --device {params.device:q}"
         " --out {output.profile:q} --log {log.fairseq:q}"
         " > {log.step:q} 2>&1"
 
@@ -39,6 +62,7 @@ rule profile:
 rule train:
     input:
         data=f"{RESOURCES}/{{dataset}}/data-bin",
+        recipe=f"{RUN}/recipe.json",
         profile=profile_input,
     output:
         log=f"{RUN}/train.log",
@@ -59,8 +83,10 @@ rule train:
         nodes=res("train", "nodes"),
         cpu_procs=res("train", "cpu_procs"),
     params:
-        py=PYTHON,
-        hparams=train_hparams,
+        stop=stop_conditions,
+        window=kept_window_options,
+        divergence=divergence_settings,
+        runtime=untracked(runtime_options),
         profile=profile_options,
         run_dir=lambda wildcards, output: str(Path(output.status).parent),
         device=lambda wildcards, resources: (
@@ -74,10 +100,11 @@ rule train:
             1, threads // (resources.gpus_per_node or resources.cpu_procs)
         ),
     shell:
-        "OMP_NUM_THREADS={params.omp_threads} {params.py:q} -m admin.train"
+        "OMP_NUM_THREADS={params.omp_threads} python -m admin.train"
         " --data-bin {input.data:q} --run-dir {params.run_dir:q}"
-        " --variant {wildcards.variant:q} --depth {wildcards.depth:q}"
-        " --seed {wildcards.seed:q} --hparams {params.hparams:q} {params.profile:q}"
+        " --recipe {input.recipe:q} {params.profile:q} --stop {params.stop:q}"
+        " --runtime {params.runtime:q} {params.window:q}"
+        " --divergence {params.divergence:q}"
         " --device {params.device:q} --nproc-per-node {params.procs:q}"
         " --nnodes {resources.nodes:q} --log {output.log:q} --status {output.status:q}"
         " > {log:q} 2>&1"

@@ -1,0 +1,194 @@
+"""What makes a run's identity (admin.recipe), the run folder's files (admin.run_folder)
+and the configuration module (admin.config), without Snakemake or fairseq."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from admin import config as cfgmod
+from admin import recipe as recipes
+from admin import run_folder as rf
+from admin.errors import AdminError
+from tests.conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    """The project's whole configuration (demo + the three presets), as the workflow has it."""
+    return cfgmod.load(cfgmod.read_yaml(REPO / "config" / "config.yaml"),
+                       locate=lambda p: REPO / p, schema=SCHEMA)  # fmt: skip
+
+
+def _id(cfg: dict, dataset: str, variant: str, depth: str, seed: int, **hp) -> str:
+    changed = cfgmod.deep_merge(cfg, {"experiments": {dataset: {"hparams": hp}}})
+    spec = recipes.spec(changed, dataset, variant, depth, seed)
+    return rf.recipe_id(spec["identity"])
+
+
+def test_identity_changes_with_what_is_trained_only(cfg):
+    base = _id(cfg, "iwslt14_de_en", "admin", "6-6", 1111)
+    changes = [{"lr": 0.001}, {"dropout": 0.1}, {"max_tokens": 2048}, {"update_freq": 2},
+               {"warmup_updates": 4000}, {"fp16": False}, {"param_init": "fairseq"}]  # fmt: skip
+    for change in changes:
+        assert _id(cfg, "iwslt14_de_en", "admin", "6-6", 1111, **change) != base, change
+    same = [{"log_interval": 7}, {"num_workers": 4}, {"save_interval_updates": 500},
+            {"max_epoch": 100}, {"max_update": 200000}, {"validate_interval": 2}]  # fmt: skip
+    for change in same:
+        assert _id(cfg, "iwslt14_de_en", "admin", "6-6", 1111, **change) == base, change
+    assert _id(cfg, "iwslt14_de_en", "admin", "6-6", 2222) != base
+    assert _id(cfg, "iwslt14_de_en", "preln", "6-6", 1111) != base
+
+
+def test_max_update_is_identity_when_the_schedule_reads_it(cfg):
+    cosine = {"lr_scheduler": "cosine", "warmup_updates": 100}
+    a = _id(cfg, "iwslt14_de_en", "postln", "6-6", 1, **cosine, max_update=1000)
+    b = _id(cfg, "iwslt14_de_en", "postln", "6-6", 1, **cosine, max_update=2000)
+    assert a != b
+    stop = recipes.stop_conditions(cfgmod.deep_merge(
+        cfg, {"experiments": {"iwslt14_de_en": {"hparams": {**cosine, "max_update": 5}}}}
+    ), "iwslt14_de_en", "6-6")  # fmt: skip
+    assert "max_update" not in stop and stop["max_epoch"] == 90
+
+
+def test_batch_is_per_update_not_per_gpu(cfg):
+    """En-Fr 60-12: 5000 tokens x update-freq 16 on 16 GPUs; the recipe holds 256 batches
+    per update, and a job on 8 GPUs accumulates 32 (the same effective batch)."""
+    spec = recipes.spec(cfg, "wmt14_en_fr", "admin", "60-12", 1111)
+    assert spec["identity"]["batches_per_update"] == 256
+    assert spec["identity"]["hparams"]["max_tokens"] == 5000
+    assert "update_freq" not in spec["identity"]["hparams"]
+    assert recipes.update_freq(256, 16) == 16 and recipes.update_freq(256, 8) == 32
+    with pytest.raises(AdminError, match="256 batches per update, which 24 processes"):
+        recipes.update_freq(256, 24)
+    # the demo has no batch_gpus: its processes are the recipe's (one by default)
+    assert recipes.spec(cfg, "demo", "postln", "2-2", 1)["identity"]["batches_per_update"] == 1
+
+
+def test_split_hparams(cfg):
+    hp = cfgmod.recipe_hparams(cfg, "wmt14_en_fr", "6-6")
+    identity, stop, runtime = recipes.split_hparams({**hp, "num_workers": 2, "bf16": False})
+    assert stop == {"max_epoch": 50, "stop_min_lr": 1e-09}
+    assert runtime == {"log_interval": 100, "num_workers": 2}
+    assert identity["fp16"] is True and "bf16" not in identity  # false is left out
+    assert set(identity) & (recipes.STOP_CONDITIONS | recipes.RUNTIME_OPTIONS) == set()
+
+
+def test_admin_recipe_records_its_profiling_options(cfg):
+    changed = cfgmod.deep_merge(cfg, {"experiments": {"iwslt14_de_en": {
+        "profile_hparams": {"fp16": None, "max_tokens": 1000}}}})  # fmt: skip
+    spec = recipes.spec(changed, "iwslt14_de_en", "admin", "6-6", 1111)
+    assert spec["identity"]["profile_hparams"] == {"fp16": None, "max_tokens": 1000}
+    assert recipes.spec(changed, "iwslt14_de_en", "preln", "6-6", 1111)["identity"][
+        "profile_hparams"] is None  # fmt: skip
+
+
+def test_recipe_file_round_trip_and_data_identity(tmp_path, tiny_databin):
+    spec = recipes.make_spec(rf.RunKey("tiny", "admin", "2-2", 3), {"arch": "admin_transformer",
+                             "lr": 0.001, "log_interval": 5, "max_epoch": 2})  # fmt: skip
+    recipe = recipes.build(tiny_databin, spec)
+    assert set(recipe.identity["data"]) >= {"dict.de.txt", "dict.en.txt",
+                                            "train.de-en.de.idx", "valid.de-en.en.idx"}  # fmt: skip
+    path = tmp_path / "recipe.json"
+    rf.write_recipe(path, recipe)
+    back = rf.read_recipe(path)
+    assert back.id == recipe.id and back.key == rf.RunKey("tiny", "admin", "2-2", 3)
+    assert json.loads(path.read_text())["identity"]["hparams"] == {"arch": "admin_transformer",
+                                                                   "lr": 0.001}  # fmt: skip
+    # another data-bin (one more training pair) is another recipe
+    other = tmp_path / "data-bin"
+    other.mkdir()
+    for f in tiny_databin.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    with open(other / "dict.de.txt", "a", encoding="utf-8") as handle:
+        handle.write("neuwort 1\n")
+    assert recipes.build(other, spec).id != recipe.id
+    with pytest.raises(AdminError, match="no dict"):
+        recipes.build(tmp_path, spec)
+
+
+def test_status_file_names_its_run(tmp_path):
+    key = rf.RunKey("demo", "postln", "6-6", 1)
+    path = tmp_path / "status.json"
+    rf.write_status(path, key, rf.DIVERGED, recipe_id="abc", num_updates=7, epochs=1,
+                    reason="why", evidence={"x": 1})  # fmt: skip
+    status = rf.read_status(path)
+    assert status.key == key and status.diverged and status.evidence == {"x": 1}
+    path.write_text(json.dumps({"status": "completed", "num_updates": 3}))
+    with pytest.raises(AdminError, match="written before run folders recorded their identity"):
+        rf.read_status(path)
+    path.write_text(json.dumps({"status": "finished"}))
+    with pytest.raises(AdminError, match="unknown status 'finished'"):
+        rf.read_status(path)
+
+
+def test_run_folder_layout():
+    key = rf.key_of("results/wmt14_en_fr/admin/60-12/seed1111")
+    assert key == rf.RunKey("wmt14_en_fr", "admin", "60-12", 1111)
+    assert key.folder("results") == Path("results/wmt14_en_fr/admin/60-12/seed1111")
+    assert rf.pattern("results") == "results/{dataset}/{variant}/{depth}/seed{seed}"
+    with pytest.raises(AdminError, match="unknown variant"):
+        rf.key_of("results/demo/postnorm/6-6/seed1")
+    with pytest.raises(AdminError, match="not a run folder"):
+        rf.key_of("results/demo/postln/6-6")
+
+
+def test_averaging_window():
+    assert rf.averaging_window(range(1, 91), 10, 90) == list(range(81, 91))
+    assert rf.averaging_window(range(1, 101), 10, 90) == list(range(81, 91))
+    assert rf.averaging_window([1, 2, 3], 10, 90) == [1, 2, 3]  # while still training
+    assert rf.averaging_window([5, 1, 3], 2, None) == [3, 5]
+
+
+def test_lock_names_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    folder = rf.RunFolder(tmp_path)
+    with rf.TrainerLock(folder):
+        holder = json.loads(folder.lock.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == os.uname().nodename
+        with pytest.raises(rf.RunLocked, match=f"process {os.getpid()} on host"):
+            rf.TrainerLock(folder).acquire()
+    assert not folder.lock.exists()
+    # a holder on another host inside a SLURM job that squeue no longer knows is stale
+    folder.lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "slurm_job_id": "1",
+                                       "started": "then"}))  # fmt: skip
+    said: list[str] = []
+    with rf.TrainerLock(folder, say=said.append):
+        assert "SLURM job 1 is" in said[0]
+    # on another host without SLURM nothing tells: the lock holds
+    folder.lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "then"}))
+    with pytest.raises(rf.RunLocked, match="state is unknown.*delete"):
+        rf.TrainerLock(folder).acquire()
+
+
+def test_config_resources_and_batch_world(cfg):
+    res = cfgmod.lookup_resources(cfg, "train", "wmt14_en_fr", "60-12")
+    assert (res["gpus"], res["nodes"], res["cpus"]) == (8, 2, 64)
+    assert cfgmod.lookup_resources(cfg, "train", "wmt14_en_fr", "6-6")["nodes"] == 1
+    assert cfgmod.lookup_resources(cfg, "bpe")["cpus"] == 8  # the global default
+    assert cfgmod.batch_world(cfg, "wmt14_en_fr", "60-12") == 16
+    assert cfgmod.batch_world(cfg, "demo", "2-2") == 1
+    assert cfgmod.matrix(cfg, "iwslt14_de_en")[2] == [1111, 2222, 3333, 4444, 5555]
+    assert len(cfgmod.cells(cfg, "wmt14_en_de")) == 9
+
+
+def test_config_errors_name_the_key(tmp_path):
+    base = cfgmod.read_yaml(REPO / "config" / "config.yaml")
+    with pytest.raises(cfgmod.ConfigError, match=r"presets: config/nope.yaml does not exist"):
+        cfgmod.load({**base, "presets": ["config/nope.yaml"]}, locate=lambda p: REPO / p,
+                    schema=SCHEMA)  # fmt: skip
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.load(
+            base,
+            locate=lambda p: REPO / p,
+            schema=SCHEMA,
+            overrides={"variants": ["postln", "postnorm"], "checkpoints": {"keep": "some"}},
+        )
+    text = str(err.value)
+    assert text.startswith("invalid configuration:\n")
+    assert "variants[1]: 'postnorm' is not allowed" in text
+    assert "checkpoints.keep: 'some' is not allowed; allowed values: none, last, all" in text
