@@ -35,5 +35,11 @@ def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[st
     ``mmap=True`` maps the tensors instead of reading them: only those that are
     used (e.g. the model's, not the optimizer's) are ever paged in.
     """
+    load = {"map_location": "cpu", "weights_only": True, "mmap": mmap}
+    allowed = torch.serialization.get_safe_globals()
+    if all(g in allowed for g in SAFE_CHECKPOINT_GLOBALS):
+        # Registered already (the plugin is loaded): torch's safe_globals context would
+        # remove them again on exit, breaking fairseq's own loads in this process.
+        return torch.load(path, **load)
     with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, **load)

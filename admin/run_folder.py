@@ -155,13 +155,7 @@ class RunFolder:
 
     def update_checkpoints(self) -> dict[tuple[int, int], Path]:
         """fairseq's mid-epoch ``checkpoint_<E>_<U>.pt`` by (epoch, updates)."""
-        if not self.checkpoints.is_dir():
-            return {}
-        return {
-            (int(m[1]), int(m[2])): p
-            for p in self.checkpoints.iterdir()
-            if (m := _UPDATE_CHECKPOINT.match(p.name))
-        }
+        return update_checkpoints(self.checkpoints)
 
     def model_files(self) -> list[Path]:
         """Every checkpoint file fairseq wrote in the checkpoint folder."""
@@ -175,6 +169,17 @@ def epoch_checkpoints(folder: Path) -> dict[int, Path]:
     if not folder.is_dir():
         return {}
     return {int(m[1]): p for p in folder.iterdir() if (m := _EPOCH_CHECKPOINT.match(p.name))}
+
+
+def update_checkpoints(folder: Path) -> dict[tuple[int, int], Path]:
+    """fairseq's mid-epoch ``checkpoint_<E>_<U>.pt`` in ``folder``, by (epoch, updates)."""
+    if not folder.is_dir():
+        return {}
+    return {
+        (int(m[1]), int(m[2])): p
+        for p in folder.iterdir()
+        if (m := _UPDATE_CHECKPOINT.match(p.name))
+    }
 
 
 # --------------------------------------------------------------------------- averaging window
@@ -368,6 +373,9 @@ def read_status(path: Path) -> Status:
             f"{path} lacks {err}: it was written before run folders recorded their "
             "identity; rerun the workflow to retrain it"
         ) from None
+    if key.variant not in VARIANTS:
+        raise AdminError(f"{path}: unknown variant {key.variant!r}")
+    parse_depth(key.depth)
     return Status(
         key, status, str(doc.get("recipe_id", "")), int(doc.get("num_updates", 0)),
         int(doc.get("epochs", 0)), str(doc.get("reason", "")), dict(doc.get("evidence") or {}),

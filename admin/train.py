@@ -90,10 +90,9 @@ def restore_flags(save_dir: Path) -> list[str]:
         if _readable(last):
             return []
         last.replace(last.with_name("checkpoint_last.pt.truncated"))
-    folder = rf.RunFolder(save_dir.parent)
     # An epoch's mid-epoch checkpoints precede its end: order by (epoch, end?, updates).
-    candidates = [((e, 1, 0), p) for e, p in folder.epoch_checkpoints().items()]
-    candidates += [((e, 0, u), p) for (e, u), p in folder.update_checkpoints().items()]
+    candidates = [((e, 1, 0), p) for e, p in rf.epoch_checkpoints(save_dir).items()]
+    candidates += [((e, 0, u), p) for (e, u), p in rf.update_checkpoints(save_dir).items()]
     readable = [c for c in candidates if _readable(c[1])]
     if not readable:
         return []

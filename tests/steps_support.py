@@ -126,10 +126,9 @@ def trained_admin_run(tiny_databin: Path, tmp_path_factory: pytest.TempPathFacto
     if tiny_databin not in _TRAINED:
         run = tmp_path_factory.mktemp("results") / "tiny" / "admin" / DEPTH / "seed1"
         ok(run_step("profile_run", *profile_args(tiny_databin, run / "profile.json")))
-        ok(
-            run_step(
-                "train", *train_args(tiny_databin, run, "admin", "--profile", run / "profile.json")
-            )
-        )
+        # every epoch checkpoint kept (the averaging window of 3): tests average them
+        args = train_args(tiny_databin, run, "admin", "--profile", run / "profile.json",
+                          "--average-last", 3)  # fmt: skip
+        ok(run_step("train", *args))
         _TRAINED[tiny_databin] = run
     return _TRAINED[tiny_databin]

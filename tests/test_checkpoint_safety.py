@@ -71,3 +71,21 @@ except pickle.UnpicklingError as err:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "refused: True" in out.stdout
     assert not marker.exists()
+
+
+def test_loading_a_checkpoint_keeps_the_plugins_registration(tmp_path):
+    """load_checkpoint after the plugin registered Namespace (as a step that also runs
+    fairseq's own loader in-process does) leaves it registered: torch's safe_globals
+    context would remove it on exit, and fairseq's next torch.load would then fail."""
+    good = tmp_path / "good.pt"
+    _fairseq_like(good)
+    code = f"""
+import argparse, torch
+from admin.checkpoints import allow_fairseq_checkpoints, load_checkpoint
+allow_fairseq_checkpoints()
+load_checkpoint({str(good)!r})
+print("still allowed:", argparse.Namespace in torch.serialization.get_safe_globals())
+torch.load({str(good)!r})
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "still allowed: True" in out.stdout

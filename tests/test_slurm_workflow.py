@@ -381,5 +381,5 @@ def test_cpu_data_parallel_two_ranks_in_a_slurm_job(
     assert any(save_dir in p.parents and p.suffix == ".pt" for p in writes[0]), writes[0]
     assert not [p for p in writes[1] if save_dir in p.parents], writes[1]
     assert {p.name for p in (run / "checkpoints").glob("*.pt")} == {
-        "checkpoint1.pt", "checkpoint_best.pt", "checkpoint_last.pt",
+        "checkpoint1.pt", "checkpoint_last.pt",  # checkpoint_best.pt is never kept
     }  # fmt: skip

@@ -1,10 +1,11 @@
 """admin.average: the numbers, the streaming bound, the epoch window, diverged runs,
-and that fairseq-train resumes from the averaged checkpoint."""
+weights only in the averaged checkpoint (which fairseq loads), and its reuse once the
+epoch checkpoints were pruned after scoring."""
 
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import weakref
 from pathlib import Path
 
@@ -12,11 +13,10 @@ import pytest
 import torch
 
 import admin.average
+from admin import run_folder as rf
 from admin.checkpoints import load_checkpoint
-from admin.fairseq_command import parse_depth, train_argv
-from admin.variants import fairseq_flags
 from tests import steps_support
-from tests.steps_support import DEPTH, HPARAMS, ok, run_step, step_env
+from tests.steps_support import ok, run_step, step_env
 
 
 @pytest.fixture(scope="session")
@@ -61,26 +61,47 @@ def test_average_is_the_mean_and_streams(trained_admin_run, tmp_path, monkeypatc
     assert avg["model"][shared[0]].untyped_storage().data_ptr() == (
         avg["model"][shared[1]].untyped_storage().data_ptr()
     )
-    # Everything else comes from the newest checkpoint.
+    # Weights only: the newest checkpoint's config and bookkeeping, no optimizer state.
+    assert "last_optimizer_state" in states[2] and "last_optimizer_state" not in avg
+    assert "model" in avg and set(avg) <= {"model", *admin.average.KEPT_FIELDS}
     assert avg["optimizer_history"] == states[2]["optimizer_history"]
-    assert avg["extra_state"]["train_iterator"] == states[2]["extra_state"]["train_iterator"]
+    size = (tmp_path / "checkpoint_avg.pt").stat().st_size
+    assert size < 0.5 * (ckpts / "checkpoint3.pt").stat().st_size  # RAdam keeps 2 moments
 
 
 @pytest.mark.slow
-def test_fairseq_train_resumes_from_the_average(trained_admin_run, tiny_databin, tmp_path):
-    """The averaged checkpoint restores in fairseq-train: model, optimizer and progress."""
+def test_fairseq_loads_the_averaged_weights(trained_admin_run, tmp_path):
+    """fairseq's own loader (what fairseq-generate uses) rebuilds the model from it."""
+    from fairseq import checkpoint_utils
+
+    import admin.fairseq_plugin  # noqa: F401  (registers the model)
+
     ckpts = trained_admin_run / "checkpoints"
     admin.average.run(ckpts, trained_admin_run / "status.json", 2, None, tmp_path / "a.json")
-    hp = {**HPARAMS, "max_epoch": 4}
-    argv = train_argv(
-        tiny_databin, hp, parse_depth(DEPTH), 1,
-        fairseq_flags("admin", trained_admin_run / "profile.json"), tmp_path / "save",
-    )  # fmt: skip
-    argv += ["--cpu", "--restore-file", str(tmp_path / "checkpoint_avg.pt")]
-    proc = ok(run_step("rank_entry", *argv))
-    log = proc.stdout + proc.stderr
-    assert re.search(r"Loaded checkpoint \S+checkpoint_avg.pt \(epoch 4 @ 18 updates\)", log)
-    assert re.search(r"num_updates=19\b", log) and "done training" in log
+    avg = tmp_path / "checkpoint_avg.pt"
+    models, _cfg = checkpoint_utils.load_model_ensemble(
+        [str(avg)], arg_overrides={"admin_profile": str(trained_admin_run / "profile.json")}
+    )
+    state = load_checkpoint(avg)["model"]
+    for name, value in models[0].state_dict().items():
+        torch.testing.assert_close(value, state[name])
+
+
+def test_a_pruned_run_reuses_its_average(trained_admin_run, tmp_path):
+    """checkpoints.keep none deletes the epoch checkpoints once scored; averaging the same
+    run with the same window again reuses checkpoint_avg.pt instead of failing."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_admin_run, run)
+    first = admin.average.run(run / "checkpoints", run / "status.json", 2, None,
+                              run / "average.json")  # fmt: skip
+    avg_bytes = (run / "checkpoint_avg.pt").read_bytes()
+    rf.prune_after_scoring(rf.RunFolder(run), "none")
+    assert not list((run / "checkpoints").glob("*.pt"))
+    again = admin.average.run(run / "checkpoints", run / "status.json", 2, None,
+                              run / "average.json")  # fmt: skip
+    assert again == first and (run / "checkpoint_avg.pt").read_bytes() == avg_bytes
+    with pytest.raises(admin.average.AdminError, match="needs 3 epoch checkpoints"):
+        admin.average.run(run / "checkpoints", run / "status.json", 3, None, run / "a3.json")
 
 
 def test_epoch_window(tmp_path):
@@ -96,7 +117,8 @@ def test_epoch_window(tmp_path):
 
 
 def _status(path: Path, status: str) -> Path:
-    path.write_text(json.dumps({"status": status, "num_updates": 3, "epochs": 0, "reason": "x"}))
+    rf.write_status(path, rf.RunKey("tiny", "postln", "2-2", 1), status, recipe_id="r1",
+                    num_updates=3, epochs=0, reason="x")  # fmt: skip
     return path
 
 
@@ -107,7 +129,8 @@ def test_diverged_run_has_nothing_to_average(tmp_path):
         "--last", 10, "--out", tmp_path / "average.json",
     ))  # fmt: skip
     assert json.loads((tmp_path / "average.json").read_text()) == {
-        "status": "diverged", "checkpoint": None, "averaged": [], "epochs": [],
+        "status": "diverged", "recipe_id": "r1", "checkpoint": None, "averaged": [],
+        "epochs": [],
     }  # fmt: skip
     assert not (tmp_path / "checkpoint_avg.pt").exists()
     assert "diverged" in proc.stdout

@@ -41,9 +41,11 @@ def test_cpu_two_ranks(trained_admin_run, tiny_databin, tmp_path):
     run = tmp_path / "admin" / DEPTH / "seed1"
     profile_path = trained_admin_run / "profile.json"
     env = step_env(PYTHONPATH=str(REPO / "tests" / "rank_probe"), ADMIN_RANK_PROBE_DIR=str(probe))
+    # a recipe of 2 processes (no batch_gpus): each update takes both ranks' batches
     args = train_args(
-        tiny_databin, run, "admin", "--profile", profile_path, "--nproc-per-node", 2, max_epoch=1
-    )
+        tiny_databin, run, "admin", "--profile", profile_path, "--nproc-per-node", 2,
+        world=2, max_epoch=1,
+    )  # fmt: skip
     ok(run_step("train", *args, env=env))
 
     status = json.loads((run / "status.json").read_text())
@@ -78,7 +80,7 @@ def test_cpu_two_ranks(trained_admin_run, tiny_databin, tmp_path):
     assert any(p.startswith(save_dir) and p.endswith(".pt") for p in writes[0])
     assert not [p for p in writes[1] if p.startswith(save_dir)]
     assert {p.name for p in (run / "checkpoints").glob("*.pt")} == {
-        "checkpoint1.pt", "checkpoint_best.pt", "checkpoint_last.pt",
+        "checkpoint1.pt", "checkpoint_last.pt",  # checkpoint_best.pt is never kept
     }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from admin import run_folder as rf
 from admin.paper_results import PAPER
 from tests import steps_support
 from tests.steps_support import ok, run_step
@@ -20,12 +21,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _score(results: Path, variant: str, depth: str, seed: int, bleu: float | None) -> Path:
+    """A run folder with the status and scores of a run that scored ``bleu`` (None:
+    diverged), as admin.train and admin.evaluate write them."""
     run = results / variant / depth / f"seed{seed}"
     run.mkdir(parents=True)
+    status = rf.DIVERGED if bleu is None else rf.COMPLETED
+    rf.write_status(run / "status.json", rf.RunKey(results.name, variant, depth, seed), status)
     if bleu is None:
-        doc = {"status": "diverged", "bleu_tokenized": None, "sacrebleu": None}
+        doc = {"status": status, "bleu_tokenized": None, "sacrebleu": None}
     else:
-        doc = {"status": "completed", "bleu_tokenized": bleu, "sacrebleu": bleu - 1.0}
+        doc = {"status": status, "bleu_tokenized": bleu, "sacrebleu": bleu - 1.0}
     (run / "scores.json").write_text(json.dumps(doc))
     return run
 
@@ -92,11 +97,15 @@ def test_table_iwslt_paper_std(tmp_path):
 
 
 def test_table_rejects_bad_runs(tmp_path):
-    bad = tmp_path / "results" / "d" / "sandwich" / "6-6" / "seed1"
-    bad.mkdir(parents=True)
-    (bad / "scores.json").write_text('{"status": "completed", "bleu_tokenized": 1.0}')
+    bad = _score(tmp_path / "results" / "d", "postln", "6-6", 1, 1.0)
+    doc = json.loads((bad / "status.json").read_text())
+    (bad / "status.json").write_text(json.dumps({**doc, "variant": "sandwich"}))
     proc = run_step("table", "--dataset", "d", "--run", bad, "--out-dir", tmp_path)
     assert proc.returncode == 2 and "unknown variant 'sandwich'" in proc.stderr
+    # scores from another training than the status (stale) are refused
+    (bad / "status.json").write_text(json.dumps({**doc, "status": "diverged"}))
+    proc = run_step("table", "--dataset", "d", "--run", bad, "--out-dir", tmp_path)
+    assert proc.returncode == 2 and "the scores are stale" in proc.stderr
 
 
 def _valid_png(path: Path) -> None:
@@ -115,6 +124,7 @@ def test_plots(tiny_databin, tmp_path_factory, tmp_path, en_de_runs):
         run = results / variant / "2-2" / "seed1"
         run.mkdir(parents=True)
         shutil.copy(trained / "train.log", run / "train.log")
+        rf.write_status(run / "status.json", rf.RunKey("tiny", variant, "2-2", 1), rf.COMPLETED)
         runs.append(run)
     out = tmp_path / "curves_2-2.png"
     ok(run_step("plots", "curves", *[x for r in runs for x in ("--run", r)], "--out", out))

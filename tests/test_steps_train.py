@@ -149,7 +149,7 @@ def _bad_input(tmp_path: Path, tiny_databin: Path, variant: str, *extra: str, **
 
 def test_bad_input_exits_2_before_fairseq(tmp_path, tiny_databin):
     assert "needs --profile" in _bad_input(tmp_path, tiny_databin, "admin")
-    assert "SLURM" in _bad_input(tmp_path, tiny_databin, "postln", "--nnodes", "2")
+    assert "SLURM" in _bad_input(tmp_path, tiny_databin, "postln", "--nnodes", "2", world=2)
     text = _bad_input(tmp_path, tiny_databin, "postln", "--stop", '{"lr": 1}')
     assert "--stop sets lr" in text
     text = _bad_input(tmp_path, tiny_databin, "postln", "--nproc-per-node", "3", world=2)
@@ -209,13 +209,15 @@ def _zip(path: Path) -> None:
 
 def test_resume_source(tmp_path):
     assert restore_flags(tmp_path) == []  # nothing yet: fairseq starts from scratch
-    for name in ("checkpoint1.pt", "checkpoint2.pt", "checkpoint2_40.pt", "checkpoint3_50.pt"):
+    # fairseq's names: checkpoint<epoch>.pt at an epoch's end, checkpoint_<epoch>_<updates>.pt
+    # within it (--save-interval-updates)
+    for name in ("checkpoint1.pt", "checkpoint2.pt", "checkpoint_2_40.pt", "checkpoint_3_50.pt"):
         _zip(tmp_path / name)
     (tmp_path / "crash.pt").write_bytes(b"")
     # checkpoint_last.pt missing (killed before fairseq copied it): the newest one.
-    assert restore_flags(tmp_path) == ["--restore-file", str(tmp_path / "checkpoint3_50.pt")]
+    assert restore_flags(tmp_path) == ["--restore-file", str(tmp_path / "checkpoint_3_50.pt")]
     (tmp_path / "checkpoint_last.pt").write_bytes(b"PK\x03\x04 truncated")
-    assert restore_flags(tmp_path) == ["--restore-file", str(tmp_path / "checkpoint3_50.pt")]
+    assert restore_flags(tmp_path) == ["--restore-file", str(tmp_path / "checkpoint_3_50.pt")]
     assert (tmp_path / "checkpoint_last.pt.truncated").exists()
     _zip(tmp_path / "checkpoint_last.pt")
     assert restore_flags(tmp_path) == []  # fairseq's own resume

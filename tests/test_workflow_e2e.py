@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from admin import recipe as recipes
+from admin import run_folder as rf
+from admin.run_folder import RunKey
 from tests.conftest import REPO, VENV_BIN
 from tests.workflow_support import SNAKEMAKE, snakemake
 
@@ -123,10 +126,14 @@ def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
     hp = {**demo_config["experiments"]["demo"]["hparams"], "max_epoch": 1, "lr": 1e-9,
           "warmup_init_lr": 1e-10}  # fmt: skip
     py = str(VENV_BIN / "python")
-    data = str(demo / "resources" / "demo" / "data-bin")
+    data = demo / "resources" / "demo" / "data-bin"
+    key = RunKey("demo", "postln", "2-2", 1)
+    rf.write_recipe(run / "recipe.json", recipes.build(data, recipes.make_spec(key, hp)))
+    _, stop, runtime = recipes.split_hparams(hp)
     steps = [
-        ["admin.train", "--data-bin", data, "--run-dir", str(run), "--variant", "postln",
-         "--depth", "2-2", "--seed", "1", "--hparams", json.dumps(hp), "--device", "cpu"],
+        ["admin.train", "--data-bin", data, "--run-dir", str(run), "--recipe",
+         run / "recipe.json", "--stop", json.dumps(stop), "--runtime", json.dumps(runtime),
+         "--device", "cpu"],
         ["admin.average", "--checkpoints", str(run / "checkpoints"),
          "--status", str(run / "status.json"), "--last", "1", "--out", str(run / "average.json")],
         ["admin.evaluate", "--data-bin", data, "--average", str(run / "average.json"),
