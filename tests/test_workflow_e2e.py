@@ -257,3 +257,97 @@ def test_sigkill_during_training_then_rerun_continues_the_update_count(tmp_path)
     assert status["status"] == "completed" and status["epochs"] == 4
     assert status["num_updates"] >= killed_at
     assert (tmp_path / "results" / "demo" / "table.md").is_file()
+
+
+# --- a run is a function of its recipe ----------------------------------------------
+
+# All three variants at one tiny depth, one epoch: the smallest demo that has every rule.
+TRIO: dict[str, Any] = _merge(SMALL, {
+    "experiments": {"demo": {
+        "data": {"corpus": {"seed": 1, "train": 1200, "valid": 60, "test": 60},
+                 "bpe_merges": 300},
+        "matrix": {"variants": ["postln", "preln", "admin"], "depths": ["1-1"]},
+        "hparams": {"encoder_embed_dim": 32, "decoder_embed_dim": 32,
+                    "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64,
+                    "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                    "max_tokens": 2000, "max_epoch": 1, "warmup_updates": 6,
+                    "log_interval": 1},
+        "average": {"last": 1},
+    }},
+})  # fmt: skip
+
+
+def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts of a (dry) run's stats table; empty when nothing is to be done."""
+    counts = {}
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return counts
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_recipe_changes_rerun_exactly_their_runs(tmp_path):
+    proc = _run(tmp_path, TRIO)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    runs = {v: tmp_path / "results" / "demo" / v / "1-1" / "seed1" for v in
+            ("postln", "preln", "admin")}  # fmt: skip
+    before = {v: json.loads((r / "status.json").read_text()) for v, r in runs.items()}
+
+    # Logging, data loading and checkpoint cadence are not the recipe: nothing reruns.
+    quiet = _merge(TRIO, {"experiments": {"demo": {"hparams": {
+        "log_interval": 5, "num_workers": 1, "save_interval_updates": 3}}}})  # fmt: skip
+    assert _jobs(_run(tmp_path, quiet, "-n")) == {}
+    proc = _run(tmp_path, quiet)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+    # A new learning rate is a new recipe for every run: each trains again from update 1.
+    # (checkpoints.keep: last keeps checkpoint_last.pt once scored, for the extension below;
+    # what is kept is no part of the recipe either)
+    faster = _merge(TRIO, {"experiments": {"demo": {"hparams": {"lr": 0.003}}},
+                           "checkpoints": {"keep": "last"}})  # fmt: skip
+    dry = _run(tmp_path, faster, "-n")
+    assert _jobs(dry) == {
+        "recipe": 3,
+        "profile": 1,
+        "train": 3,
+        "average": 3,
+        "evaluate": 3,
+        "table": 1,
+        "curves": 1,
+        "bleu_plot": 1,
+        "all": 1,
+    }, dry.stdout
+    assert "Params have changed since last execution" in dry.stdout
+    proc = _run(tmp_path, faster)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    for variant, run in runs.items():
+        status = json.loads((run / "status.json").read_text())
+        old_id = before[variant]["recipe_id"]
+        assert status["recipe_id"] != old_id, variant
+        log = (run / "train.log").read_text()
+        assert log.startswith(f"admin.train: starting afresh for recipe {status['recipe_id']}")
+        assert "Loaded checkpoint" not in log and _updates(log)[0] == 1, variant
+        # the old run's history is kept aside, not resumed
+        assert (run / f"checkpoints.superseded-{old_id}" / "train.log").is_file()
+        assert json.loads((run / "recipe.json").read_text())["identity"]["hparams"]["lr"] == 0.003
+
+    # Raising max_epoch extends: training reruns and continues from checkpoint_last.pt; the
+    # recipe, and so the profile, stay.
+    for run in runs.values():
+        assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["checkpoint_last.pt"]
+    longer = _merge(faster, {"experiments": {"demo": {"hparams": {"max_epoch": 2}}}})
+    dry = _run(tmp_path, longer, "-n")
+    assert _jobs(dry) == {"train": 3, "average": 3, "evaluate": 3, "table": 1, "curves": 1,
+                          "bleu_plot": 1, "all": 1}, dry.stdout  # fmt: skip
+    proc = _run(tmp_path, longer)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    for run in runs.values():
+        status = json.loads((run / "status.json").read_text())
+        assert status["epochs"] == 2
+        last = (run / "train.log").read_text().split("==== admin.train attempt")[-1]
+        assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 2 @", last)
