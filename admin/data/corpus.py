@@ -118,15 +118,10 @@ def concat_files(inputs: Sequence[PathLike], output: PathLike) -> int:
     return write_stream(output, chain_files(inputs))
 
 
-def raw_reference_path(out: Path, lang: str) -> Path:
-    """Where the data step puts the test set's raw references: ``test.raw.<lang>``."""
-    return out / f"test.raw.{lang}"
-
-
 def write_raw_reference(out: Path, lang: str, references: Iterable[str]) -> Path:
-    """Write the test references as published (for sacreBLEU) beside ``out/test.<lang>``,
-    one per line of it: a count that differs, or a line break inside a reference, is an
-    error and nothing is written."""
+    """Write the test references as published (for sacreBLEU) into ``out/test.raw.<lang>``,
+    one per line of ``out/test.<lang>``: a count that differs, or a line break inside a
+    reference, is an error and nothing is written."""
     refs = list(references)
     tokenized = out / f"test.{lang}"
     expected = sum(1 for _ in iter_lines(tokenized))
@@ -137,7 +132,7 @@ def write_raw_reference(out: Path, lang: str, references: Iterable[str]) -> Path
     for number, ref in enumerate(refs, start=1):
         if "\n" in ref or "\r" in ref:
             raise AdminError(f"raw test reference {number} has a line break: {ref!r}")
-    path = raw_reference_path(out, lang)
+    path = out / f"test.raw.{lang}"
     write_stream(path, refs)
     return path
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from admin.data.textio import decode_lines, split_lines
@@ -45,7 +46,8 @@ def unescape_xml(text: str) -> str:
         name = m[1]
         if name[0] != "#":
             return _NAMED[name]
-        return chr(int(name[2:], 16) if name[1] in "xX" else int(name[1:]))
+        code = int(name[2:], 16) if name[1] in "xX" else int(name[1:])
+        return chr(code) if code <= 0x10FFFF else m[0]  # not a character: left as it is
 
     return _ENTITY.sub(one, text)
 
@@ -68,25 +70,25 @@ def reference_lines(lines: list[str], source: str) -> list[str]:
 
 def read_references(path: str | os.PathLike[str], expected: int | None = None) -> list[str]:
     """Segments of an SGM/XML file as published (see the module doc), in file order."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AdminError(f"{path}: file not found") from None
-    segments = reference_lines(decode_lines(split_lines(data), str(path)), str(path))
-    if expected is not None and len(segments) != expected:
-        raise AdminError(f"{path}: expected {expected} segments, found {len(segments)}")
-    return segments
+    return _segments(path, expected, reference_lines)
 
 
 def read_segments(path: str | os.PathLike[str], expected: int | None = None) -> list[str]:
     """Segments of an SGM/XML file; ``expected`` guards against a truncated file."""
+    return _segments(path, expected, lambda lines, _source: seg_lines(lines))
+
+
+def _segments(
+    path: str | os.PathLike[str],
+    expected: int | None,
+    extract: Callable[[list[str], str], list[str]],
+) -> list[str]:
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise AdminError(f"{path}: file not found") from None
-    segments = seg_lines(decode_lines(split_lines(data), str(path)))
+    segments = extract(decode_lines(split_lines(data), str(path)), str(path))
     if expected is not None and len(segments) != expected:
         raise AdminError(f"{path}: expected {expected} segments, found {len(segments)}")
     return segments
