@@ -3,27 +3,32 @@
     python -m admin.evaluate --data-bin DIR --average RUN/average.json \\
         --hparams '{"beam": 5, "lenpen": 1.0, "max_tokens": 4096}' [--compound-split] \\
         [--beam N] [--lenpen X] [--source-lang de --target-lang en] [--device cpu] \\
-        [--ref-detok FILE] [--out-dir RUN] [--scores RUN/scores.json] [--log FILE]
+        [--ref-raw FILE [--sacrebleu-lowercase]] [--out-dir RUN] \\
+        [--scores RUN/scores.json] [--log FILE]
 
 ``--hparams`` holds fairseq-generate options (beam and lenpen may come from there
 or from the flags; ``gen_subset`` defaults to test).  The language pair is read
 from the data-bin unless given.  Writes into ``--out-dir`` (default: the folder
 of ``average.json``): ``generate.txt`` (fairseq-generate's output), ``hyp.tok.txt``
 / ``ref.tok.txt`` (BPE removed, sorted by sentence id), ``hyp.detok.txt`` /
-``ref.detok.txt`` (Moses-detokenized), ``generate.log`` (its stderr) and
-``scores.json``:
+``ref.detok.txt`` (Moses-detokenized; with ``--ref-raw``, ``ref.detok.txt`` holds the raw
+references), ``generate.log`` (its stderr) and ``scores.json``:
 
 * ``bleu_tokenized``: BLEU on the tokenized text with fairseq's own scorer,
   the number the paper reports (equal to fairseq-generate's ``BLEU4``);
-* ``sacrebleu`` and ``sacrebleu_signature``: on the detokenized text;
+* ``sacrebleu``, ``sacrebleu_signature`` and ``sacrebleu_references``: the detokenized
+  hypotheses against the raw references (``"raw"``, given by ``--ref-raw``: what published
+  sacreBLEU figures use) or, without it, against the detokenized ``T-`` lines
+  (``"detokenized T- lines"``: the binarized test targets, as fairseq scores them, where
+  words outside the dictionary read ``<<unk>>``; not comparable with published figures).
+  ``--sacrebleu-lowercase`` scores case-insensitively (``case:lc`` in the signature), for
+  datasets whose recipe lowercases the text (IWSLT'14, Multi30k);
 * ``bleu_compound_split`` (``--compound-split``, En-De): fairseq's
   ``compound_split_bleu.sh``, i.e. ``a-b`` -> ``a ##AT##-##AT## b`` on both sides.
 
-References are the ``T-`` lines (the binarized test targets, as fairseq scores
-them; words outside the dictionary read ``<<unk>>``); ``--ref-detok`` gives
-sacreBLEU the raw references instead.  Every test sentence must come back
-translated, else it is an error.  A diverged run writes empty text files and
-``status: diverged`` without generating.
+Tokenized BLEU always scores against the ``T-`` lines.  Every test sentence must come back
+translated, else it is an error; a ``--ref-raw`` file must have one line per test sentence.
+A diverged run writes empty text files and ``status: diverged`` without generating.
 
 ``--keep-checkpoints none|last|all``: once the scores are written, the run's training
 checkpoints are deleted (``none``), all but ``checkpoint_last.pt`` (``last``), or kept
@@ -45,6 +50,7 @@ from typing import Any
 from admin import run_folder as rf
 from admin.atomic import atomic_path, atomic_write_text
 from admin.cli import run_cli
+from admin.data.textio import read_lines
 from admin.errors import AdminError
 from admin.fairseq_args import to_argv
 from admin.fairseq_command import ADMIN_DIR
@@ -58,6 +64,7 @@ RESERVED = frozenset(
 _LINE = re.compile(r"^([HT])-(\d+)\t(.*)$")
 _BLEU4 = re.compile(r"^Generate \S+ with beam=\d+: (BLEU4 = .*)$", re.M)
 _COMPOUND = re.compile(r"(\S)-(\S)")
+REFS_RAW, REFS_DETOK = "raw", "detokenized T- lines"  # scores.json "sacrebleu_references"
 
 
 def compound_split(line: str) -> str:
@@ -133,6 +140,19 @@ def detokenize(lines: Sequence[str], lang: str) -> list[str]:
     return [detok.detokenize(line.split()) for line in lines]
 
 
+def read_raw_references(path: Path, expected: int, subset: str) -> list[str]:
+    """The ``--ref-raw`` file, one reference per test sentence (read before generating)."""
+    if not path.is_file():
+        raise AdminError(
+            f"raw references {path} are missing (a data folder prepared before the data step "
+            "wrote them? run its prepare step again)"
+        )
+    refs = read_lines(path)  # split on \n only, as the data step wrote it
+    if len(refs) != expected:
+        raise AdminError(f"{path} has {len(refs)} lines, the {subset} set {expected}")
+    return refs
+
+
 def generate_hparams(args: argparse.Namespace) -> dict[str, Any]:
     """fairseq-generate options: ``--hparams`` merged with ``--beam``/``--lenpen``."""
     try:
@@ -193,7 +213,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if status == rf.DIVERGED:
         scores = {
             "status": rf.DIVERGED, "bleu_tokenized": None, "sacrebleu": None,
-            "sacrebleu_signature": None, "num_sentences": 0,
+            "sacrebleu_signature": None, "sacrebleu_references": None, "num_sentences": 0,
         }  # fmt: skip
         if args.compound_split:
             scores["bleu_compound_split"] = None
@@ -214,6 +234,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         src, tgt = language_pair(data_bin, subset)
     expected = test_set_size(data_bin, subset, src, tgt)
+    refs_raw = read_raw_references(args.ref_raw, expected, subset) if args.ref_raw else None
 
     log = args.log or out_dir / "generate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -228,18 +249,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     bleu, bleu_line = fairseq_bleu(hyps, refs)
     hyps_detok = detokenize(hyps, tgt)
-    if args.ref_detok:
-        refs_detok = args.ref_detok.read_text(encoding="utf-8").splitlines()
-        if len(refs_detok) != expected:
-            raise AdminError(
-                f"{args.ref_detok} has {len(refs_detok)} lines, the {subset} set {expected}"
-            )
-    else:
-        refs_detok = detokenize(refs, tgt)
+    refs_detok = refs_raw if refs_raw is not None else detokenize(refs, tgt)
 
     from sacrebleu.metrics import BLEU
 
-    sacre = BLEU()
+    sacre = BLEU(lowercase=args.sacrebleu_lowercase)
     sacre_score = sacre.corpus_score(hyps_detok, [refs_detok])
     scores: dict[str, Any] = {
         "status": rf.COMPLETED,
@@ -247,6 +261,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "bleu_tokenized_line": bleu_line,
         "sacrebleu": sacre_score.score,
         "sacrebleu_signature": str(sacre.get_signature()),
+        "sacrebleu_references": REFS_RAW if refs_raw is not None else REFS_DETOK,
         "num_sentences": expected,
         "checkpoint": average["checkpoint"],
         "beam": hparams["beam"],
@@ -283,7 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compound-split", action="store_true", help="also ##AT## BLEU (En-De)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: fairseq uses a GPU when there is one")  # fmt: skip
-    p.add_argument("--ref-detok", type=Path, help="raw references for sacreBLEU (one per line)")
+    p.add_argument(
+        "--ref-raw",
+        type=Path,
+        help="raw references for sacreBLEU, one per test sentence (default: the detokenized "
+        "T- lines, which read <<unk>> for words outside the dictionary)",
+    )
+    p.add_argument(
+        "--sacrebleu-lowercase",
+        action="store_true",
+        help="sacreBLEU case-insensitive (for lowercased datasets, e.g. IWSLT'14)",
+    )
     p.add_argument("--out-dir", type=Path, help="default: the folder of --average")
     p.add_argument("--scores", type=Path, help="default: OUT/scores.json")
     p.add_argument("--log", type=Path, help="fairseq-generate's stderr; default OUT/generate.log")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# The version of the plugin's model code: bump it whenever the computation or the
-# initialisation of an existing option changes, so that every run's recipe changes and
-# no checkpoint of the old code is resumed by the new one (admin.recipe).
+# The version of the plugin's model code, as far as it decides what a run computes.
+# The workflow writes it into each run's recipe, so that a change reruns the runs it
+# affects.  Bump it whenever the computation or the initialisation of an existing
+# option changes (a new option that is off by default needs no bump).
+# 2: --param-init paper (was --ffn-init xavier) also zeroes the q/k/v biases.
 MODEL_CODE_VERSION = 2
 
 INIT_TYPES = ("default", "adaptive-profiling", "adaptive", "admin-logn", "deepnet", "rezero")

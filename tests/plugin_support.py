@@ -33,16 +33,24 @@ TRAINING = [
 ]  # fmt: skip
 
 
-def parse_train_args(databin: Path, *extra: str, arch: str = "admin_transformer") -> Any:
+def parse_train_args(
+    databin: Path, *extra: str, arch: str = "admin_transformer", model: list[str] = SMALL_MODEL
+) -> Any:
     parser = options.get_training_parser()
     return options.parse_args_and_arch(
-        parser, [str(databin), "--arch", arch, *SMALL_MODEL, *TRAINING, *extra]
+        parser, [str(databin), "--arch", arch, *model, *TRAINING, *extra]
     )
 
 
-def build(databin: Path, *extra: str, arch: str = "admin_transformer", seed: int = 7):
-    """(task, model) built exactly as fairseq-train builds them."""
-    args = parse_train_args(databin, *extra, arch=arch)
+def build(
+    databin: Path,
+    *extra: str,
+    arch: str = "admin_transformer",
+    seed: int = 7,
+    model: list[str] = SMALL_MODEL,
+):
+    """(task, model) built exactly as fairseq-train builds them; ``model`` gives the shape."""
+    args = parse_train_args(databin, *extra, arch=arch, model=model)
     task = tasks.setup_task(args)
     torch.manual_seed(seed)
     return task, task.build_model(args)

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
+from admin.data.sgm import read_references, read_segments
 from tests.data_server import serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,3 +201,30 @@ def test_train_path_tags_clean_and_valid_split(prepared: dict[str, object]) -> N
     assert cleaned[-1] == "er sagte : „ das ist r &amp; d “ – wirklich ?"
     assert ecl[-1] == "he said : “ that &apos;s r &amp; d ” – really ?"
     assert "train.de" in os.listdir(out) and not (out / ".work").exists()
+
+
+def test_raw_references_from_the_xml(shared_data: Path) -> None:
+    raw = shared_data / "iwslt14_de_en_raw"
+    refs = [r for name in SETS for r in read_references(raw / f"IWSLT14.{name}.de-en.en.xml")]
+    assert len(refs) == 6750
+    text = "\n".join(refs)
+    assert "R&D" in text and "R&amp;D" not in text  # entities unescaped
+    assert "Proctor & Gamble" in text and "&lt;" not in text and "&gt;" not in text
+    assert all(r == r.strip() and "<seg" not in r for r in refs)
+    assert any(r != r.lower() for r in refs)  # cased, as published
+    # The same segments in the same order as the lines the tokenized test set is made
+    # from: escaping the entities again gives the scripts' sed output, line for line.
+    segs = [s for name in SETS for s in read_segments(raw / f"IWSLT14.{name}.de-en.en.xml")]
+    assert [escape(r).replace("\u2019", "'") for r in refs] == segs
+
+
+def test_prepare_writes_the_raw_references(prepared: dict[str, object], shared_data: Path) -> None:
+    out = Path(str(prepared["work"])) / "prepared"
+    refs = (out / "test.raw.en").read_text(encoding="utf-8").split("\n")
+    assert refs.pop() == ""  # one line per reference
+    raw = shared_data / "iwslt14_de_en_raw"
+    assert refs == [
+        r for name in SETS for r in read_references(raw / f"IWSLT14.{name}.de-en.en.xml")
+    ]
+    assert len(refs) == len((out / "test.en").read_text(encoding="utf-8").splitlines()) == 6750
+    assert not (out / "test.raw.de").exists()  # the target side only

@@ -46,8 +46,17 @@ def test_line_counts_match_the_splits(multi30k: Path) -> None:
         for lang in ("de", "en"):
             assert len(_lines(multi30k / f"{split}.{lang}")) == n
     assert sorted(p.name for p in multi30k.iterdir()) == sorted(
-        f"{s}.{lang}" for s in COUNTS for lang in ("de", "en")
+        [f"{s}.{lang}" for s in COUNTS for lang in ("de", "en")] + ["test.raw.en"]
     )
+
+
+def test_raw_references_are_the_raw_test_file(multi30k: Path, shared_data: Path) -> None:
+    raw = gzip.open(shared_data / "multi30k_task1_de_en/raw/test_2016_flickr.en.gz").read()
+    published = raw.decode().split("\n")[:-1]
+    refs = _lines(multi30k / "test.raw.en")
+    assert len(refs) == 1000 == len(_lines(multi30k / "test.en"))
+    assert refs == [line.strip() for line in published]
+    assert any(r != r.lower() for r in refs)  # cased, untokenized: "A man in an orange hat ..."
 
 
 def test_entities_are_undone_once_and_escaped_once(multi30k: Path, shared_data: Path) -> None:

@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 from admin.data.prepare import prepare
+from admin.data.sgm import read_references
 
 
 def _tgz(path: Path, members: dict[str, bytes]) -> None:
@@ -68,5 +69,8 @@ def test_wmt14_en_de_prepare(tmp_path: Path, shared_data: Path) -> None:
     assert " ".join(["word"] * 81) not in train
     assert all(1 <= len(t.split(" ")) <= 80 for t in train)
     assert "Standard &amp; Poor &apos;s" in "\n".join(lines("test.en"))
+    # sacreBLEU's references: newstest2014's German SGM as published, all 3003 in order.
+    assert lines("test.raw.de") == read_references(sgm / "newstest2014-deen-ref.de.sgm")
+    assert len(lines("test.raw.de")) == 3003 and not (out / "test.raw.en").exists()
     assert any(" @-@ " in t for t in train)  # tokenizer -a
     assert not (out / ".work").exists()

@@ -78,36 +78,3 @@ def test_rezero_starts_as_identity(tiny_databin):
         torch.testing.assert_close(layer(x, encoder_padding_mask=None), x)
         out, _ = model(**batch["net_input"])
     assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("init_type", ["default", "admin-logn"])
-def test_ffn_init_xavier_is_the_papers(tiny_databin, init_type):
-    # The paper's fairseq 0.9 Linear: Xavier-uniform (var 2 / (fan_in + fan_out)), zero
-    # bias.  fairseq 0.12's default is torch's (var 1 / (3 fan_in), random bias).
-    torch.manual_seed(0)
-    _, stock = build(tiny_databin, "--init-type", init_type)
-    torch.manual_seed(0)
-    _, paper = build(tiny_databin, "--init-type", init_type, "--ffn-init", "xavier")
-    for name, fan_in, fan_out in (("fc1", DIM, FFN), ("fc2", FFN, DIM)):
-        for model, var, zero_bias in (
-            (stock, 1 / (3 * fan_in), False),
-            (paper, 2 / (fan_in + fan_out), True),
-        ):
-            layers = (*model.encoder.layers, *model.decoder.layers)
-            weights = torch.cat([getattr(layer, name).weight.flatten() for layer in layers])
-            biases = torch.cat([getattr(layer, name).bias for layer in layers])
-            assert weights.var().item() == pytest.approx(var, rel=0.05)
-            assert bool((biases == 0).all()) is zero_bias
-    # Nothing but the feed-forward layers changes.
-    other = [k for k in stock.state_dict() if ".fc1." not in k and ".fc2." not in k]
-    for key in other:
-        torch.testing.assert_close(stock.state_dict()[key], paper.state_dict()[key])
-
-
-def test_ffn_init_leaves_deepnet_alone(tiny_databin):
-    torch.manual_seed(0)
-    _, stock = build(tiny_databin, "--init-type", "deepnet")
-    torch.manual_seed(0)
-    _, paper = build(tiny_databin, "--init-type", "deepnet", "--ffn-init", "xavier")
-    for a, b in zip(stock.state_dict().values(), paper.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)

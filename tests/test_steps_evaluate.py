@@ -17,6 +17,7 @@ from tests.conftest import VENV_BIN
 from tests.steps_support import ok, run_step
 
 _BLEU4 = re.compile(r"^Generate test with beam=2: (BLEU4 = .*)$", re.M)
+GENERATE = json.dumps({"beam": 2, "lenpen": 0.6, "max_len_b": 20, "batch_size": 7})
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +31,7 @@ def evaluated_run(tiny_databin, tmp_path_factory):
     # --required-batch-size-multiple 1 (facebookresearch/fairseq#5036).
     proc = ok(run_step(
         "evaluate", "--data-bin", tiny_databin, "--average", run / "average.json",
-        "--hparams", json.dumps({"beam": 2, "lenpen": 0.6, "max_len_b": 20, "batch_size": 7}),
-        "--compound-split", "--device", "cpu",
+        "--hparams", GENERATE, "--compound-split", "--device", "cpu",
     ))  # fmt: skip
     return run, proc
 
@@ -64,9 +64,53 @@ def test_scores(evaluated_run):
     refs = (run / "ref.detok.txt").read_text().splitlines()
     assert scores["sacrebleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert scores["sacrebleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|")
+    assert scores["sacrebleu_references"] == "detokenized T- lines"  # no --ref-raw given
     assert scores["sacrebleu_signature"].endswith(f"version:{sacrebleu.__version__}")
     assert isinstance(scores["bleu_compound_split"], float)
     assert "BLEU" in proc.stdout
+
+
+@pytest.mark.slow
+def test_raw_references(tiny_databin, evaluated_run, tmp_path):
+    """--ref-raw: sacreBLEU scores against the given file, case-insensitively with
+    --sacrebleu-lowercase, and says so in scores.json.  The "raw" references here are the
+    run's own detokenized output in upper case: 100 when case is ignored, 0 otherwise
+    (the tiny model's BLEU against the real references is 0, which would show nothing)."""
+    run, _ = evaluated_run
+    hyps = (run / "hyp.detok.txt").read_text().splitlines()
+    raw = [h.upper() for h in hyps]
+    assert sum(r != h for r, h in zip(raw, hyps, strict=True)) > 30
+    (tmp_path / "test.raw.en").write_text("".join(r + "\n" for r in raw))
+    ok(run_step(
+        "evaluate", "--data-bin", tiny_databin, "--average", run / "average.json",
+        "--hparams", GENERATE, "--device", "cpu", "--out-dir", tmp_path,
+        "--ref-raw", tmp_path / "test.raw.en", "--sacrebleu-lowercase",
+    ))  # fmt: skip
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    before = json.loads((run / "scores.json").read_text())
+    assert (tmp_path / "hyp.detok.txt").read_text().splitlines() == hyps  # same translation
+    assert (tmp_path / "ref.detok.txt").read_text().splitlines() == raw
+    assert scores["sacrebleu_references"] == "raw"
+    assert scores["sacrebleu_signature"].startswith("nrefs:1|case:lc|eff:no|tok:13a|")
+    assert scores["sacrebleu"] == pytest.approx(100.0)
+    assert sacrebleu.corpus_bleu(hyps, [raw]).score < 1  # what case:mixed would give
+    # tokenized BLEU scores against the T- lines either way
+    assert scores["bleu_tokenized_line"] == before["bleu_tokenized_line"]
+
+
+@pytest.mark.slow
+def test_raw_references_checked_before_generating(tiny_databin, evaluated_run, tmp_path):
+    run, _ = evaluated_run
+    (tmp_path / "short.en").write_text("only one line\n")
+    args = ["--data-bin", tiny_databin, "--average", run / "average.json", "--hparams", GENERATE,
+            "--device", "cpu", "--out-dir", tmp_path]  # fmt: skip
+    proc = run_step("evaluate", *args, "--ref-raw", tmp_path / "short.en")
+    assert proc.returncode == 2
+    assert "short.en has 1 lines, the test set 60" in proc.stderr
+    proc = run_step("evaluate", *args, "--ref-raw", tmp_path / "test.raw.en")
+    assert proc.returncode == 2
+    assert "raw references" in proc.stderr and "test.raw.en are missing" in proc.stderr
+    assert not (tmp_path / "generate.txt").exists() and not (tmp_path / "scores.json").exists()
 
 
 def test_fairseq_bleu_equals_fairseq_score(tmp_path):

@@ -118,6 +118,25 @@ def concat_files(inputs: Sequence[PathLike], output: PathLike) -> int:
     return write_stream(output, chain_files(inputs))
 
 
+def write_raw_reference(out: Path, lang: str, references: Iterable[str]) -> Path:
+    """Write the test references as published (for sacreBLEU) into ``out/test.raw.<lang>``,
+    one per line of ``out/test.<lang>``: a count that differs, or a line break inside a
+    reference, is an error and nothing is written."""
+    refs = list(references)
+    tokenized = out / f"test.{lang}"
+    expected = sum(1 for _ in iter_lines(tokenized))
+    if len(refs) != expected:
+        raise AdminError(
+            f"{len(refs)} raw test references for {tokenized}, which has {expected} lines"
+        )
+    for number, ref in enumerate(refs, start=1):
+        if "\n" in ref or "\r" in ref:
+            raise AdminError(f"raw test reference {number} has a line break: {ref!r}")
+    path = out / f"test.raw.{lang}"
+    write_stream(path, refs)
+    return path
+
+
 def require_files(folder: Path, names: Iterable[str]) -> None:
     missing = [str(folder / n) for n in names if not (folder / n).is_file()]
     if missing:

@@ -10,8 +10,10 @@ Dev/test (per set and language): ``grep '<seg id'`` + sed (see :mod:`admin.data.
 ``tokenizer.perl -l L``, ``lowercase.perl`` -> ``tmp/IWSLT14.<set>.de-en.<L>``; test is
 dev2010 + TEDX.dev2012 + tst2010 + tst2011 + tst2012 in that order.
 
-Output folder: ``{train,valid,test}.{de,en}`` (tokenized, lowercased, no BPE) and the
-script's intermediates under ``tmp/``.
+Output folder: ``{train,valid,test}.{de,en}`` (tokenized, lowercased, no BPE), the
+script's intermediates under ``tmp/``, and ``test.raw.en``: the English references of
+the same segments in the same order as published (XML entities unescaped, cased,
+untokenized; :func:`admin.data.sgm.read_references`), for sacreBLEU.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from admin.data.archive import extract_members
-from admin.data.corpus import clean_corpus, concat_files, pipe_files, split_every, write_stream
+from admin.data.corpus import (
+    clean_corpus,
+    concat_files,
+    pipe_files,
+    split_every,
+    write_raw_reference,
+    write_stream,
+)
 from admin.data.pipeline import LinePipeline
-from admin.data.sgm import read_segments
+from admin.data.sgm import read_references, read_segments
 from admin.data.textio import map_lines_iter
 
 SRC, TGT = "de", "en"
@@ -102,4 +111,10 @@ def prepare(archive_dir: Path, out: Path, workers: int = 1) -> None:
         )
         for split in ("train", "valid", "test"):
             shutil.copyfile(tmp / f"{split}.{lang}", out / f"{split}.{lang}")
+    references = [
+        ref
+        for name in TEST_SETS
+        for ref in read_references(files[f"{PAIR}/IWSLT14.{name}.{PAIR}.{TGT}.xml"])
+    ]
+    write_raw_reference(out, TGT, references)
     shutil.rmtree(work)

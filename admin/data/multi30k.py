@@ -20,6 +20,9 @@ So the output equals the official ``tok/*.lc.norm.tok.*`` files except on the en
 lines and where Moses changed since the Dec 2017 snapshot they used (the last word's
 period is now always split off: "... st ." where they had "... st.").
 
+``test.raw.en``: the test split's raw English, lines stripped of surrounding whitespace
+(and stray entities undone as in step 1; test_2016_flickr has none), for sacreBLEU.
+
 BPE: joint, 8000 merges (a 29k-pair corpus has ~20k word types per side; 8k merges keep
 frequent words whole and give a joint vocabulary of ~9k).
 """
@@ -31,8 +34,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from admin.data.archive import gunzip
-from admin.data.corpus import pipe_files, zip_parallel
+from admin.data.corpus import pipe_files, write_raw_reference, zip_parallel
 from admin.data.pipeline import LinePipeline
+from admin.data.textio import iter_lines
 
 SRC, TGT = "de", "en"
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -57,4 +61,7 @@ def prepare(archive_dir: Path, out: Path, workers: int = 1) -> None:
         for lang in (SRC, TGT):
             pipeline = LinePipeline(lang, STEPS)
             pipe_files([raw[lang]], out / f"{split}.{lang}", pipeline, workers, undo_entities)
+        if split == "test":
+            references = (line.strip() for line in undo_entities(iter_lines(raw[TGT])))
+            write_raw_reference(out, TGT, references)
     shutil.rmtree(work)

@@ -43,6 +43,9 @@ class Dataset:
     description: str
     # clean-corpus-n applied *after* BPE to train and valid: (ratio, min, max); En-Fr only
     post_bpe_clean: tuple[float, int, int] | None = None
+    # the recipe lowercases the text: sacreBLEU scores against the (cased) raw references
+    # case-insensitively, as the paper's tokenized BLEU does
+    lowercased: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def archive(self, filename: str) -> Archive:
@@ -90,6 +93,7 @@ IWSLT14_DE_EN = Dataset(
     ),
     bpe_merges=10000,
     description="IWSLT'14 De-En as fairseq examples/translation/prepare-iwslt14.sh",
+    lowercased=True,
 )
 
 WMT14_EN_DE = Dataset(
@@ -166,6 +170,7 @@ MULTI30K_DE_EN = Dataset(
     ),
     bpe_merges=8000,
     description="Multi30k task 1 De-En (train / val / test_2016_flickr), our recipe",
+    lowercased=True,
     extra={"splits": {"train": "train", "valid": "val", "test": "test_2016_flickr"}},
 )
 

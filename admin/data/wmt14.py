@@ -12,7 +12,9 @@ the test set).
   rest; joint BPE 40000; then ``clean-corpus-n.perl -ratio 1.5 ... 1 250`` on the BPE'd
   train and valid (done by ``admin.data.bpe``, see ``Dataset.post_bpe_clean``).
 
-Output: ``{train,valid,test}.{en,de|fr}`` (tokenized, cased, no BPE) + ``tmp/``.
+Output: ``{train,valid,test}.{en,de|fr}`` (tokenized, cased, no BPE) + ``tmp/``, and
+``test.raw.{de|fr}``: the newstest2014 references of the reference SGM as published (all
+3003, in its order; :func:`admin.data.sgm.read_references`), for sacreBLEU.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ import shutil
 from pathlib import Path
 
 from admin.data.archive import extract_members, gunzip
-from admin.data.corpus import clean_corpus, pipe_files, split_every, write_stream
+from admin.data.corpus import (
+    clean_corpus,
+    pipe_files,
+    split_every,
+    write_raw_reference,
+    write_stream,
+)
 from admin.data.pipeline import LinePipeline
-from admin.data.sgm import read_segments
+from admin.data.sgm import read_references, read_segments
 from admin.data.textio import map_lines_iter
 
 TEST_SEGMENTS = 3003
@@ -63,7 +71,10 @@ def _extract_train(
     return files
 
 
-def _test(archive_dir: Path, pair: str, src: str, tgt: str, tmp: Path, work: Path, workers: int):
+def _test(
+    archive_dir: Path, pair: str, src: str, tgt: str, tmp: Path, work: Path, workers: int
+) -> list[str]:
+    """Tokenize newstest2014 into ``tmp/test.*``; return the raw target references."""
     names = {
         src: f"test-full/newstest2014-{pair}-src.{src}.sgm",
         tgt: f"test-full/newstest2014-{pair}-ref.{tgt}.sgm",
@@ -73,6 +84,7 @@ def _test(archive_dir: Path, pair: str, src: str, tgt: str, tmp: Path, work: Pat
         segments = read_segments(got[name], expected=TEST_SEGMENTS)
         tok = LinePipeline(lang, ("tokenize",), aggressive=True)
         write_stream(tmp / f"test.{lang}", map_lines_iter(tok, segments, workers))
+    return read_references(got[names[tgt]], expected=TEST_SEGMENTS)
 
 
 def prepare_en_de(archive_dir: Path, out: Path, workers: int = 1) -> None:
@@ -87,7 +99,7 @@ def prepare_en_de(archive_dir: Path, out: Path, workers: int = 1) -> None:
         pipeline = LinePipeline(lang, TRAIN_STEPS, aggressive=True)
         pipe_files(train[lang], tmp / f"train.tags.en-de.tok.{lang}", pipeline, workers)
         pipe_files([dev[f"dev/newstest2013.{lang}"]], tmp / f"valid.{lang}", pipeline, workers)
-    _test(archive_dir, "deen", src, tgt, tmp, work, workers)
+    references = _test(archive_dir, "deen", src, tgt, tmp, work, workers)
     ratio, lo, hi = EN_DE_CLEAN
     clean_corpus(
         tmp / f"train.tags.en-de.tok.{src}",
@@ -99,6 +111,7 @@ def prepare_en_de(archive_dir: Path, out: Path, workers: int = 1) -> None:
         ratio,
     )
     _publish(out, tmp, (src, tgt))
+    write_raw_reference(out, tgt, references)
     shutil.rmtree(work)
 
 
@@ -112,8 +125,9 @@ def prepare_en_fr(archive_dir: Path, out: Path, workers: int = 1) -> None:
         tok = tmp / f"train.tags.en-fr.tok.{lang}"
         pipe_files(train[lang], tok, pipeline, workers)
         split_every(tok, EN_FR_VALID_EVERY, tmp / f"valid.{lang}", tmp / f"train.{lang}")
-    _test(archive_dir, "fren", src, tgt, tmp, work, workers)
+    references = _test(archive_dir, "fren", src, tgt, tmp, work, workers)
     _publish(out, tmp, (src, tgt))
+    write_raw_reference(out, tgt, references)
     shutil.rmtree(work)
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from admin.profiling import RunningVariance
 
-FFN_INITS = ("fairseq", "xavier")
+PARAM_INITS = ("fairseq", "paper")
 OMEGA_TYPES = ("adaptive", "adaptive-profiling", "admin-logn", "deepnet")
 
 
@@ -116,10 +116,28 @@ def init_deepnet_weights(layer: nn.Module, beta: float) -> None:
     nn.init.xavier_normal_(layer.fc2.weight, gain=beta)
 
 
-def init_ffn_xavier(layer: nn.Module) -> None:
-    """The paper's feed-forward initialisation (its fairseq 0.9 ``Linear``):
-    Xavier-uniform weights and zero biases.  fairseq >= 0.10 keeps torch's
-    ``nn.Linear`` default, whose weight variance is 1/(3 fan_in)."""
+def init_paper_params(layer: nn.Module) -> None:
+    """The paper's initialisation of what fairseq 0.12 initialises otherwise
+    (its fairseq 0.9, Transformer-Clinic's fork):
+
+    * feed-forward ``fc1``/``fc2``: Xavier-uniform weights, zero biases (0.9's
+      ``Linear``; fairseq >= 0.10 keeps torch's ``nn.Linear`` default, weight
+      variance 1/(3 fan_in) and random biases);
+    * attention q/k/v biases: zero (0.9's fused ``in_proj_bias``; 0.12 keeps
+      torch's default).  The q/k/v weights need nothing: 0.9's Xavier-uniform
+      over the fused (3d x d) matrix has the bound of 0.12's separate (d x d)
+      ones with gain 1/sqrt(2).
+
+    Everything else (embeddings, output projection, attention output, LayerNorm)
+    is initialised alike by both versions.  Draws random numbers only for the
+    feed-forward weights, after the model is built.
+    """
     for fc in (layer.fc1, layer.fc2):
         nn.init.xavier_uniform_(fc.weight)
         nn.init.zeros_(fc.bias)
+    for attn in (layer.self_attn, getattr(layer, "encoder_attn", None)):
+        if attn is None:
+            continue
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            if proj.bias is not None:
+                nn.init.zeros_(proj.bias)

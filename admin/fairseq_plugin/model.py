@@ -10,10 +10,11 @@ selects the residual variant (see :mod:`admin.fairseq_plugin.layers`):
 ``deepnet``             DeepNorm (Wang et al. 2022)
 ``rezero``              ReZero (Bachlechner et al. 2020)
 
-and ``--ffn-init xavier``, the paper's feed-forward initialisation (its fairseq
-0.9 used Xavier-uniform weights and zero biases; fairseq 0.12 keeps torch's
-``nn.Linear`` default, which gives the feed-forward branch about 1/6 of the
-output variance at width 512, FFN 2048).
+and ``--param-init paper``, the paper's initialisation where fairseq 0.12's
+differs from its fairseq 0.9 (:func:`~admin.fairseq_plugin.layers.init_paper_params`:
+Xavier-uniform feed-forward weights, zero feed-forward and q/k/v biases; 0.12
+keeps torch's ``nn.Linear`` default there, which gives the feed-forward branch
+about 1/6 of the output variance at width 512, FFN 2048).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from fairseq.models.transformer.transformer_legacy import (
 
 from admin import profiling
 from admin.fairseq_plugin.layers import (
-    FFN_INITS,
+    PARAM_INITS,
     AdminDecoderLayer,
     AdminEncoderLayer,
     init_deepnet_weights,
-    init_ffn_xavier,
+    init_paper_params,
 )
 from admin.variants import INIT_TYPES, admin_logn_omega, deepnorm_constants
 
@@ -93,10 +94,10 @@ class AdminTransformerModel(TransformerModel):
             help="Admin profile: written by adaptive-profiling, read by adaptive",
         )
         parser.add_argument(
-            "--ffn-init",
-            choices=FFN_INITS,
-            help="feed-forward weights: fairseq's (torch's nn.Linear default, fairseq >= 0.10) "
-            "or xavier (Xavier-uniform, zero bias: fairseq 0.9, the paper's code)",
+            "--param-init",
+            choices=PARAM_INITS,
+            help="initialisation: fairseq's (0.12) or paper (its fairseq 0.9: Xavier-uniform "
+            "feed-forward weights, zero feed-forward and q/k/v biases); deepnet keeps its own",
         )
 
     @classmethod
@@ -111,9 +112,9 @@ class AdminTransformerModel(TransformerModel):
         model.init_type = args.init_type
         model.admin_profile = args.admin_profile
         # Before profiling: the profile measures the model that will be trained.
-        if args.ffn_init == "xavier" and args.init_type != "deepnet":  # DeepNet sets its own
+        if args.param_init == "paper" and args.init_type != "deepnet":  # DeepNet sets its own
             for layer in (*model.encoder.layers, *model.decoder.layers):
-                init_ffn_xavier(layer)
+                init_paper_params(layer)
         if args.init_type == "adaptive-profiling":
             _profile_and_exit(model, args, task)
         return model
@@ -308,7 +309,7 @@ def _fmt(values: list[float]) -> str:
 def admin_base_architecture(args: Any) -> None:
     args.init_type = getattr(args, "init_type", None) or "default"
     args.admin_profile = getattr(args, "admin_profile", None)
-    args.ffn_init = getattr(args, "ffn_init", None) or "fairseq"
+    args.param_init = getattr(args, "param_init", None) or "fairseq"
     base_architecture(args)
 
 

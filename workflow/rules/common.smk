@@ -294,17 +294,24 @@ def generate_hparams(wildcards):
 
 
 def raw_text(wildcards):
-    """The demo's raw text (its test references go to sacreBLEU as they are).  Registry
-    datasets have none here: admin.evaluate detokenizes the tokenized references."""
+    """The folder with the test set's raw references (sacreBLEU scores against them): the
+    demo's raw text, or a registry dataset's prepared folder (test.raw.<tgt>, written by
+    admin.data.prepare from the SGM / XML / raw test file)."""
     if source(wildcards.dataset) == "demo":
         return f"{RESOURCES}/{wildcards.dataset}/raw"
-    return []
+    return f"{RESOURCES}/{wildcards.dataset}/prepared"
 
 
 def detok_options(wildcards, input):
-    if not input.raw:
-        return []
-    return ["--ref-detok", f"{input.raw}/test.{languages(wildcards.dataset)[1]}"]
+    tgt = languages(wildcards.dataset)[1]
+    if source(wildcards.dataset) == "demo":
+        ref = f"{input.raw}/test.{tgt}"
+        tok = experiment(wildcards.dataset)["data"].get("tokenize") or {}
+        lowercased = bool(tok.get("lowercase"))
+    else:
+        ref = f"{input.raw}/test.raw.{tgt}"
+        lowercased = REGISTRY[source(wildcards.dataset)].lowercased
+    return ["--ref-raw", ref] + (["--sacrebleu-lowercase"] if lowercased else [])
 
 
 def scoring_options(wildcards):
