@@ -14,13 +14,25 @@
 #
 # What each node declares is what a real GPU node would:
 #   - this machine's CPUs (`slurmd -C`): both nodes have the same CPU ids, and
-#     task/affinity binds tasks to them (a task with --cpus-per-task=1 runs on
-#     one CPU);
+#     tasks are bound to the CPUs SLURM gives them (a task with --cpus-per-task=1
+#     runs on one CPU);
 #   - half of this machine's memory (the nodes together have no more than it);
 #   - GPUs as GRES (gpu:$ADMIN_SLURM_GPUS_PER_NODE), each backed by a character
 #     device made with mknod (major 195, as /dev/nvidia<i>; nothing opens them)
 #     under /dev/slurm-local-gpu/<node>/. SLURM schedules, refuses and queues
 #     --gres=gpu:G and --gpus=N for real and sets CUDA_VISIBLE_DEVICES in jobs.
+#
+# Binding: where the machine has writable cgroup v1 hierarchies (cpuset, memory,
+# devices, freezer), task/cgroup + proctrack/cgroup confine each job to its
+# CPUs, its memory (--mem) and its GPU devices (opening another node's or job's
+# device fails with EPERM), and task/affinity binds each task inside that. On
+# other machines (cgroup v2, read-only cgroups, as in many containers) SLURM
+# 22.05's cgroup plugins need systemd or delegation that is not there:
+# task/affinity alone binds the tasks (sched_setaffinity), with no memory or
+# device confinement. `start` says which one it uses.
+#
+# The node names n1 and n2 are added to /etc/hosts (127.0.0.1) when they do not
+# resolve: jobs reach their peers by node name, as on a real cluster.
 #
 # The configuration goes to /etc/slurm (slurm.conf, gres.conf): job steps
 # (`srun` inside a job) do not find a configuration given through SLURM_CONF.
@@ -36,6 +48,7 @@
 #   ADMIN_SLURM_PARTITION       partition name (default: local)
 #   ADMIN_SLURM_GPUS_PER_NODE   GPUs declared on each node (default: 2)
 #   ADMIN_SLURM_WAIT_S          seconds to wait for the nodes to become idle (default: 90)
+#   ADMIN_SLURM_BINDING         auto (default), cgroup or affinity (see above)
 #
 # Every failure ends with a line starting "slurm-local-cluster: error:" and
 # the tail of the daemon logs, and a non-zero exit status.
@@ -44,11 +57,16 @@ set -euo pipefail
 PARTITION=${ADMIN_SLURM_PARTITION:-local}
 GPUS_PER_NODE=${ADMIN_SLURM_GPUS_PER_NODE:-2}
 WAIT_S=${ADMIN_SLURM_WAIT_S:-90}
+BINDING=${ADMIN_SLURM_BINDING:-auto}
 NODES=(n1 n2)
 FIRST_PORT=17001 # n1 listens on 17001, n2 on 17002
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
 GRES_CONF=$CONF_DIR/gres.conf
+CGROUP_CONF=$CONF_DIR/cgroup.conf
+CGROUP_ROOT=/sys/fs/cgroup
+# The cgroup v1 controllers task/cgroup and proctrack/cgroup use.
+CGROUP_CONTROLLERS=(cpuset memory devices freezer)
 STATE_DIR=/var/lib/slurm
 LOG_DIR=/var/log/slurm
 GPU_DEV_DIR=/dev/slurm-local-gpu
@@ -95,6 +113,24 @@ check_settings() {
         die "ADMIN_SLURM_PARTITION must be letters, digits, '_' or '-' (got '$PARTITION')"
     [[ $WAIT_S =~ ^[0-9]+$ ]] ||
         die "ADMIN_SLURM_WAIT_S must be a whole number of seconds (got '$WAIT_S')"
+    case "$BINDING" in
+        auto) BINDING=$(cgroup_v1_usable && echo cgroup || echo affinity) ;;
+        cgroup) cgroup_v1_usable || die "ADMIN_SLURM_BINDING=cgroup but $CGROUP_ROOT has no" \
+            "writable cgroup v1 ${CGROUP_CONTROLLERS[*]} hierarchies (use affinity)" ;;
+        affinity) ;;
+        *) die "ADMIN_SLURM_BINDING must be auto, cgroup or affinity (got '$BINDING')" ;;
+    esac
+}
+
+cgroup_v1_usable() {
+    # Every controller is a cgroup v1 hierarchy in which root can make a cgroup.
+    local c probe
+    for c in "${CGROUP_CONTROLLERS[@]}"; do
+        [ "$(stat -f -c %T "$CGROUP_ROOT/$c" 2>/dev/null)" = cgroupfs ] || return 1
+        probe="$CGROUP_ROOT/$c/slurm-local-cluster-probe.$$"
+        mkdir "$probe" 2>/dev/null || return 1
+        rmdir "$probe" 2>/dev/null || true
+    done
 }
 
 pid_alive() {
@@ -223,9 +259,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
-# Binds each task to its allocated CPUs (sched_setaffinity), as on a real cluster.
-TaskPlugin=task/affinity
+$(binding_lines)
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
@@ -251,6 +285,30 @@ PartitionName=$PARTITION Nodes=$(
         IFS=,
         echo "${NODES[*]}"
     ) Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+binding_lines() {
+    if [ "$BINDING" = cgroup ]; then
+        echo "# Each job in cgroups (its CPUs, memory, GPU devices); each task bound to its CPUs."
+        echo "ProctrackType=proctrack/cgroup"
+        echo "TaskPlugin=task/cgroup,task/affinity"
+    else
+        echo "# Each task bound to its CPUs (sched_setaffinity); no cgroups on this machine."
+        echo "ProctrackType=proctrack/linuxproc"
+        echo "TaskPlugin=task/affinity"
+    fi
+}
+
+write_cgroup_config() {
+    # Writes cgroup.conf to $1 (read by task/cgroup and proctrack/cgroup only).
+    cat >"$1" <<EOF
+# Written by scripts/slurm-local-cluster.sh.
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=$CGROUP_ROOT
+ConstrainCores=yes
+ConstrainRAMSpace=yes
+ConstrainDevices=yes
 EOF
 }
 
@@ -352,22 +410,48 @@ wait_nodes_ready() {
         "reason: $(timeout 10 scontrol show node "${NODES[0]}" 2>/dev/null | grep -o 'Reason=.*' || echo none)"
 }
 
-stop_job_steps() {
-    # Job steps outlive slurmd; end those still running so that nothing of a
-    # stopped cluster keeps the CPUs busy.
-    local comm pid pids=()
-    for comm in /proc/[0-9]*/comm; do
-        [ "$(cat "$comm" 2>/dev/null)" = slurmstepd ] || continue
-        pid=${comm#/proc/}
-        pids+=("${pid%/comm}")
+cancel_jobs() {
+    # Jobs outlive the daemons: cancel them while slurmctld still can, and give
+    # their steps KillWait (10 s) and a little more to end.
+    pid_alive "$CTLD_PID" slurmctld || return 0
+    local ids i
+    ids=$(timeout 15 squeue -h -t PENDING,RUNNING,SUSPENDED,CONFIGURING,COMPLETING -o %A 2>/dev/null) || true
+    [ -n "$ids" ] || return 0
+    say "cancelling job(s) $(echo $ids)"
+    # shellcheck disable=SC2086 # one word per job id
+    timeout 20 scancel $ids >/dev/null 2>&1 || true
+    for i in $(seq 1 60); do
+        [ -z "$(step_daemons)" ] && return 0
+        sleep 0.25
     done
-    [ ${#pids[@]} -eq 0 ] && return 0
-    say "ending ${#pids[@]} slurmstepd process(es) left by jobs"
-    for pid in "${pids[@]}"; do stop_pid "$pid" slurmstepd; done
+}
+
+step_daemons() {
+    ps -eo pid=,comm= | awk '$2 == "slurmstepd" { print $1 }'
+}
+
+stop_job_steps() {
+    # Whatever is left of jobs (slurmstepd and every process under it) is ended:
+    # nothing of a stopped cluster keeps the CPUs busy.
+    local roots pids
+    roots=$(step_daemons)
+    [ -n "$roots" ] || return 0
+    pids=$(ps -eo pid=,ppid= | awk -v roots="$roots" '
+        BEGIN { n = split(roots, r, "[ \n]+"); for (i = 1; i <= n; i++) if (r[i] != "") mine[r[i]] = 1 }
+        { parent[$1] = $2 }
+        END {
+            do { more = 0; for (p in parent) if (!(p in mine) && (parent[p] in mine)) { mine[p] = 1; more = 1 } } while (more)
+            for (p in mine) print p
+        }')
+    say "killing $(echo "$pids" | wc -w) process(es) left by jobs (slurmstepd and their tasks)"
+    # shellcheck disable=SC2086 # one word per pid
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.5
 }
 
 stop_slurm() {
     local node
+    cancel_jobs
     if pid_alive "$CTLD_PID" slurmctld; then
         # Stops slurmctld and the slurmd it reaches.
         timeout 20 scontrol shutdown >/dev/null 2>&1 || true
@@ -383,14 +467,8 @@ stop_slurm() {
     stop_job_steps
 }
 
-install_if_changed() {
-    # install_if_changed NEW DEST: put NEW at DEST; true when DEST changed.
-    if [ -f "$2" ] && cmp -s "$1" "$2"; then
-        rm -f "$1"
-        return 1
-    fi
-    install -m 0644 "$1" "$2"
-    rm -f "$1"
+same_file() {
+    [ -f "$2" ] && cmp -s "$1" "$2"
 }
 
 cmd_start() {
@@ -402,24 +480,34 @@ cmd_start() {
     for node in "${NODES[@]}"; do install -d -m 0755 "$STATE_DIR/slurmd-$node"; done
     make_gpu_devices
     resolve_node_names
-    local new new_gres
+    local new new_gres new_cgroup
     new=$(mktemp)
     new_gres=$(mktemp)
+    new_cgroup=$(mktemp)
     write_config "$new"
     write_gres_config "$new_gres"
-    if [ -f "$CONF" ] && cmp -s "$new" "$CONF" && [ -f "$GRES_CONF" ] && cmp -s "$new_gres" "$GRES_CONF" &&
+    write_cgroup_config "$new_cgroup"
+    if same_file "$new" "$CONF" && same_file "$new_gres" "$GRES_CONF" &&
+        { [ "$BINDING" != cgroup ] || same_file "$new_cgroup" "$CGROUP_CONF"; } &&
         slurm_running && munge_ok; then
-        rm -f "$new" "$new_gres"
+        rm -f "$new" "$new_gres" "$new_cgroup"
         wait_nodes_ready
-        say "already running (partition '$PARTITION':$(for n in "${NODES[@]}"; do echo -n " $n $(node_state "$n")"; done))"
+        say "already running (partition '$PARTITION':$(for n in "${NODES[@]}"; do echo -n " $n $(node_state "$n")"; done);" \
+            "binding: $BINDING)"
         return 0
     fi
     if any_slurm_daemon; then
         say "configuration changed or a daemon is missing: restarting"
         stop_slurm
     fi
-    install_if_changed "$new" "$CONF" || true
-    install_if_changed "$new_gres" "$GRES_CONF" || true
+    install -m 0644 "$new" "$CONF"
+    install -m 0644 "$new_gres" "$GRES_CONF"
+    if [ "$BINDING" = cgroup ]; then
+        install -m 0644 "$new_cgroup" "$CGROUP_CONF"
+    elif grep -qs '^# Written by scripts/slurm-local-cluster.sh' "$CGROUP_CONF"; then
+        rm -f "$CGROUP_CONF" # ours, and unused by task/affinity
+    fi
+    rm -f "$new" "$new_gres" "$new_cgroup"
     start_munge
     # Partitions and nodes come from the configuration; jobs from the saved state.
     slurmctld || die "slurmctld did not start (config: $CONF)"
@@ -428,7 +516,8 @@ cmd_start() {
     done
     wait_nodes_ready
     say "running: partition '$PARTITION' with nodes ${NODES[*]}, each" \
-        "$(sinfo -h -N -n "${NODES[0]}" -o '%c CPUs, %m MB, %G' | head -n 1)"
+        "$(sinfo -h -N -n "${NODES[0]}" -o '%c CPUs, %m MB, %G' | head -n 1); binding: $BINDING" \
+        "($(grep '^TaskPlugin=' "$CONF"))"
 }
 
 cmd_stop() {
@@ -461,6 +550,7 @@ cmd_status() {
         echo "node $node:     ${state:-unknown}"
         case "$state" in idle | mix | alloc | comp) ;; *) ok=0 ;; esac
     done
+    echo "binding:     $(grep -s "^TaskPlugin=" "$CONF" || echo unknown)"
     [ $ok -eq 1 ] && { sinfo -N -o '%N %P %t %c %m %G'; return 0; }
     return 1
 }
