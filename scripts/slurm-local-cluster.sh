@@ -24,12 +24,13 @@
 #
 # Binding: where the machine has writable cgroup v1 hierarchies (cpuset, memory,
 # devices, freezer), task/cgroup + proctrack/cgroup confine each job to its
-# CPUs, its memory (--mem) and its GPU devices (opening another node's or job's
-# device fails with EPERM), and task/affinity binds each task inside that. On
-# other machines (cgroup v2, read-only cgroups, as in many containers) SLURM
-# 22.05's cgroup plugins need systemd or delegation that is not there:
-# task/affinity alone binds the tasks (sched_setaffinity), with no memory or
-# device confinement. `start` says which one it uses.
+# CPUs, its memory (--mem) and its GPU devices (opening a GPU device of the node
+# that the job was not given fails with EPERM), and task/affinity binds each
+# task inside that. On
+# other machines (cgroup v2, read-only cgroups, as in many containers; SLURM
+# 22.05's cgroup/v2 expects systemd or a delegated cgroup tree), task/affinity
+# alone binds the tasks (sched_setaffinity), with no memory or device
+# confinement. `start` says which one it uses.
 #
 # The node names n1 and n2 are added to /etc/hosts (127.0.0.1) when they do not
 # resolve: jobs reach their peers by node name, as on a real cluster.
@@ -41,7 +42,7 @@
 # that squeue still reports finished jobs when the executor polls.
 #
 # `start` is a no-op when the same configuration already runs; a changed
-# configuration restarts the daemons. A single-node cluster started by an older
+# configuration restarts the daemons (cancelling the cluster's jobs). A single-node cluster started by an older
 # version of this script (slurmd with /run/slurmd.pid) is stopped first.
 #
 # Environment (all optional):
@@ -215,6 +216,12 @@ make_gpu_devices() {
             fi
             rm -f "$dev"
             mknod -m 0666 "$dev" c "$GPU_DEV_MAJOR" "$i" || die "mknod $dev c $GPU_DEV_MAJOR $i failed"
+        done
+        # GPUs of an earlier, larger ADMIN_SLURM_GPUS_PER_NODE
+        for dev in "$GPU_DEV_DIR/$node"/nvidia*; do
+            if [[ $dev =~ /nvidia([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge "$GPUS_PER_NODE" ]; then
+                rm -f "$dev"
+            fi
         done
     done
 }
@@ -426,8 +433,21 @@ cancel_jobs() {
     done
 }
 
+processes() {
+    # "PID PPID COMM" of every process, read from /proc (no procps needed).
+    local stat line rest pid ppid
+    for stat in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$stat" || continue # (it may have ended)
+        pid=${line%% *}
+        rest=${line##*) }
+        read -r _ ppid _ <<<"$rest"
+        line=${line#*(}
+        echo "$pid $ppid ${line%)*}"
+    done
+}
+
 step_daemons() {
-    ps -eo pid=,comm= | awk '$2 == "slurmstepd" { print $1 }'
+    processes | awk '$3 == "slurmstepd" { print $1 }'
 }
 
 stop_job_steps() {
@@ -436,7 +456,7 @@ stop_job_steps() {
     local roots pids
     roots=$(step_daemons)
     [ -n "$roots" ] || return 0
-    pids=$(ps -eo pid=,ppid= | awk -v roots="$roots" '
+    pids=$(processes | awk -v roots="$roots" '
         BEGIN { n = split(roots, r, "[ \n]+"); for (i = 1; i <= n; i++) if (r[i] != "") mine[r[i]] = 1 }
         { parent[$1] = $2 }
         END {
