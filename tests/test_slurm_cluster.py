@@ -10,11 +10,13 @@ scheduler:
 * a request for more GPUs than a node (or the cluster) has is refused by sbatch;
   one that fits the cluster but not its free GPUs waits (PENDING, Resources) and
   starts when the GPUs are released;
-* tasks are bound to their CPUs (task/affinity);
+* tasks are bound to their CPUs (task/cgroup or task/affinity);
 * inside a two-node job whose step is started the way Snakemake's SLURM jobstep
-  starts a rule's command, a nested ``srun --overlap`` (the multi-node training
-  launch) gets one CPU per node without ``--cpus-per-task`` and all of them with
-  it, and the job's GPUs on each node;
+  starts a rule's command, the rule sees the one-node step (SLURM_JOB_NODELIST
+  included), a nested ``srun --overlap`` over both nodes (the multi-node training
+  launch) cannot start in that environment, and in the jobstep's own environment
+  it runs one task per node with the CPUs ``--cpus-per-task`` gives (the job's by
+  default) and the job's GPUs on each node (docs/slurm-internals.md);
 * a two-rule workflow runs through ``--profile slurm``: every non-local job went
   through sbatch, ran under its SLURM id and is COMPLETED in our partition.
 
