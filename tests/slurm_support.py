@@ -9,11 +9,14 @@ Start the cluster with ``bash scripts/slurm-local-cluster.sh start`` (as root).
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
 import os
 import re
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -277,7 +280,9 @@ def mock_job(rule: str, threads: int, resources: dict[str, Any]) -> MagicMock:
     return job
 
 
-def sbatch_line(job: MagicMock, settings: Any = None) -> str:
+def sbatch_line(
+    job: MagicMock, settings: Any = None, workdir: Path = REPO, logfile: str | None = None
+) -> str:
     """The sbatch command the plugin submits for ``job`` (without --wrap)."""
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
@@ -286,11 +291,11 @@ def sbatch_line(job: MagicMock, settings: Any = None) -> str:
     account = job.resources.get("slurm_account")
     params = {
         "run_uuid": "RUN-UUID",
-        "slurm_logfile": f".snakemake/slurm_logs/rule_{job.name}/%j.log",
+        "slurm_logfile": logfile or f".snakemake/slurm_logs/rule_{job.name}/%j.log",
         "comment_str": f"rule_{job.name}",
         "account": f" -A {account}" if account else "",
         "partition": f" -p {partition}" if partition else "",
-        "workdir": str(REPO),
+        "workdir": str(workdir),
     }
     return get_submit_command(job, params, settings=settings) + set_gres_string(job)
 
@@ -311,6 +316,23 @@ def jobstep_srun_prefix(job: MagicMock, slurm_gpus_env: str | None) -> str:
         get_node_setting(job),
     ]
     return " ".join(p for p in parts if p)
+
+
+def jobstep_kept_slurm_vars() -> frozenset[str]:
+    """The SLURM_* variables the jobstep executor keeps for its ``srun``; it removes
+    every other SLURM_*, and every SRUN_* and SBATCH_* variable. Read from the
+    plugin's own code (the set is a local of ``Executor.run_job``)."""
+    from snakemake_executor_plugin_slurm_jobstep import Executor
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Executor.run_job)))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["keep_slurm"]
+            and isinstance(node.value, ast.Set)
+        ):
+            return frozenset(ast.literal_eval(node.value))
+    raise AssertionError("the jobstep's run_job no longer has its keep_slurm set: reread it")
 
 
 def workflow_rules(snakefile: Path = REPO / "Snakefile") -> tuple[set[str], set[str]]:
