@@ -7,9 +7,17 @@ the CUDA device count, which breaks on CPU and with one launcher per node):
 ``single``    ``python -m admin.rank_entry ARGV`` (world size 1)
 ``torchrun``  one node: ``torchrun --standalone --nproc_per_node N`` (a free port
               is picked by torchrun, so concurrent jobs on a node never collide)
-``srun``      several nodes inside a SLURM job: ``srun`` starts one torchrun per
-              node; they meet at a c10d rendezvous on the job's first node, on a
-              port derived from the SLURM job id
+``srun``      several nodes inside a SLURM job: a nested ``srun`` starts one
+              torchrun per node, with the node's CPUs (``--cpus-per-task``); they
+              meet at a c10d rendezvous on the job's first node, on a port derived
+              from the SLURM job id
+
+Inside Snakemake's SLURM job step the ``SLURM_*`` variables describe the one-node
+step, not the job: the job's nodes come from ``scontrol show job`` and the nested
+srun runs in the environment the job step gives its own srun (every ``SLURM_*``,
+``SRUN_*`` and ``SBATCH_*`` variable removed but the job's identity); see
+docs/slurm-internals.md.  Each rank then takes its share of its node's CPUs
+(:mod:`admin.rank_entry`).
 
 ``--device cpu`` adds fairseq's CPU data-parallel flags (gloo, legacy_ddp), so
 the multi-process code path runs, and is tested, without GPUs.
@@ -18,11 +26,12 @@ the multi-process code path runs, and is tested, without GPUs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from admin.errors import AdminError
 
@@ -31,6 +40,12 @@ DEVICES = ("cuda", "cpu")
 # Rendezvous ports: 10000-29999, below Linux's ephemeral range (32768+), so a
 # derived port is not already taken by some outgoing connection.
 PORT_BASE, PORT_SPAN = 10000, 20000
+# What Snakemake's SLURM job step keeps of the job's environment for its own srun
+# (snakemake_executor_plugin_slurm_jobstep); a nested srun needs the same.
+JOB_IDENTITY = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_CLUSTER_NAME", "SLURM_SUBMIT_DIR",
+                "SLURM_SUBMIT_HOST")  # fmt: skip
+# The CPUs of one node of the job, for the ranks' shares (admin.rank_entry).
+CPUS_ENV = "ADMIN_CPUS_PER_NODE"
 
 
 @dataclass(frozen=True)
@@ -39,12 +54,15 @@ class Launch:
     nproc_per_node: int = 1
     nnodes: int = 1
     device: str = "cuda"
+    cpus_per_node: int | None = None  # the job's CPUs on each node (SLURM --cpus-per-task)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise AdminError(f"launcher {self.mode!r} is not one of {', '.join(MODES)}")
         if self.device not in DEVICES:
             raise AdminError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.cpus_per_node is not None and self.cpus_per_node < 1:
+            raise AdminError(f"--cpus-per-node must be >= 1, got {self.cpus_per_node}")
         if self.nproc_per_node < 1 or self.nnodes < 1:
             raise AdminError(
                 f"--nproc-per-node ({self.nproc_per_node}) and --nnodes ({self.nnodes}) "
@@ -89,55 +107,82 @@ def port_for_job(job_id: str | int) -> int:
     return PORT_BASE + number % PORT_SPAN
 
 
-def job_hosts(nodelist: str) -> list[str]:
-    """The hosts of a SLURM node list (``node[01-02]`` -> ``node01``, ``node02``)."""
+def _scontrol(*args: str) -> str:
     scontrol = shutil.which("scontrol")
     if scontrol is None:
         raise AdminError("multi-node launch needs SLURM's scontrol on PATH")
-    out = subprocess.run(
-        [scontrol, "show", "hostnames", nodelist], capture_output=True, text=True, check=False
-    )
-    hosts = out.stdout.split()
-    if out.returncode != 0 or not hosts:
-        raise AdminError(f"scontrol could not expand node list {nodelist!r}: {out.stderr.strip()}")
+    out = subprocess.run([scontrol, *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise AdminError(f"scontrol {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def job_hosts(job_id: str) -> list[str]:
+    """The hosts of a SLURM job (``node[01-02]`` -> ``node01``, ``node02``), asked from
+    ``scontrol show job``: inside the job step the variables name the step's one node."""
+    m = re.search(r"(?:^|\s)NodeList=(\S+)", _scontrol("show", "job", "-o", str(job_id)))
+    if not m or m[1] in ("(null)", ""):
+        raise AdminError(f"SLURM job {job_id} has no nodes yet (scontrol show job)")
+    hosts = _scontrol("show", "hostnames", m[1]).split()
+    if not hosts:
+        raise AdminError(f"scontrol could not expand node list {m[1]!r}")
     return hosts
+
+
+def job_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as Snakemake's job step gives it to its own srun: the step's SLURM, SRUN
+    and SBATCH variables removed, the job's identity kept.  A nested srun started with
+    the step's variables asks for the step's one node (docs/slurm-internals.md)."""
+
+    def kept(name: str) -> bool:
+        if not name.startswith(("SLURM_", "SRUN_", "SBATCH_")):
+            return True
+        return name in JOB_IDENTITY or name.startswith("SLURM_ARRAY_")
+
+    return {k: v for k, v in env.items() if kept(k)}
+
+
+@dataclass(frozen=True)
+class Command:
+    """The argv that starts every rank of the run (no shell), and its environment."""
+
+    argv: list[str]
+    env: dict[str, str] | None = field(default=None)  # None: this process's
 
 
 def command(
     launch: Launch, fairseq_argv: list[str], env: Mapping[str, str] | None = None
-) -> list[str]:
-    """The argv that starts every rank of the run (no shell involved)."""
-    env = os.environ if env is None else env
+) -> Command:
+    env = dict(os.environ if env is None else env)
+    if launch.cpus_per_node is not None:
+        env[CPUS_ENV] = str(launch.cpus_per_node)
     entry = ["-m", "admin.rank_entry", *fairseq_argv]
     mode = launch.resolved_mode
     if mode == "single":
-        return [sys.executable, *entry]
+        return Command([sys.executable, *entry], env)
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     if mode == "torchrun":
-        return [
+        return Command([
             *torchrun, "--standalone", "--nnodes", "1",
             "--nproc_per_node", str(launch.nproc_per_node), *entry,
-        ]  # fmt: skip
-    # Inside Snakemake's SLURM jobstep only SLURM_JOB_ID and the job's node list
-    # describe the whole job (SLURM_NNODES is the one-node step's), see
-    # docs/slurm-internals.md.
+        ], env)  # fmt: skip
     job_id = env.get("SLURM_JOB_ID")
-    nodelist = env.get("SLURM_JOB_NODELIST")
-    if not job_id or not nodelist:
-        raise AdminError(
-            "launcher 'srun' runs inside a SLURM job (SLURM_JOB_ID and SLURM_JOB_NODELIST unset)"
-        )
-    hosts = job_hosts(nodelist)
+    if not job_id:
+        raise AdminError("launcher 'srun' runs inside a SLURM job (SLURM_JOB_ID is unset)")
+    hosts = job_hosts(job_id)
     if len(hosts) < launch.nnodes:
-        raise AdminError(f"--nnodes is {launch.nnodes} but the SLURM job has {len(hosts)} node(s)")
+        raise AdminError(f"--nnodes is {launch.nnodes} but SLURM job {job_id} has "
+                         f"{len(hosts)} node(s)")  # fmt: skip
     endpoint = f"{hosts[0]}:{port_for_job(job_id)}"
-    return [
-        # --overlap: the step running this command already holds the job's CPUs
-        # and GPUs; without it the nested step waits for them forever.
+    cpus = [] if launch.cpus_per_node is None else [f"--cpus-per-task={launch.cpus_per_node}"]
+    return Command([
+        # --overlap: the step running this command already holds the first node's CPUs
+        # and GPUs; without it the nested step waits for them forever.  Each task gets
+        # all of the job's GPUs on its node.
         "srun", "--overlap", "--nodes", str(launch.nnodes), "--ntasks", str(launch.nnodes),
-        "--ntasks-per-node", "1", "--kill-on-bad-exit=1",
+        "--ntasks-per-node", "1", *cpus, "--kill-on-bad-exit=1",
         *torchrun, "--nnodes", str(launch.nnodes),
         "--nproc_per_node", str(launch.nproc_per_node),
         "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", f"admin-{job_id}",
         *entry,
-    ]  # fmt: skip
+    ], job_environment(env))  # fmt: skip

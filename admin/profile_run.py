@@ -75,7 +75,8 @@ def profile(
                 data_bin, hparams, layers, seed,
                 fairseq_flags("admin", tmp_profile, profiling=True), save_dir,
             )  # fmt: skip
-            code = run_logged(command(launch, argv + device_flags(launch)), [log])
+            cmd = command(launch, argv + device_flags(launch))
+            code = run_logged(cmd.argv, [log], env=cmd.env)
         finally:
             shutil.rmtree(save_dir, ignore_errors=True)
         if code != 0:

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
     p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--cpus-per-node", type=int,
+                   help="the job's CPUs on each node, shared by its processes")  # fmt: skip
     p.add_argument("--launcher", choices=MODES, default="auto")
     p.add_argument("--log", type=Path, help="default: RUN/train.log")
     p.add_argument("--status", type=Path, help="default: RUN/status.json")
@@ -313,14 +315,16 @@ def train(req: Request) -> dict[str, Any]:
             shutil.copyfile(folder.history, req.log)
             code, attempt = 0, ""
         else:
-            cmd = base_cmd + restore_flags(folder.checkpoints)
+            cmd = base_cmd.argv + restore_flags(folder.checkpoints)
             offset = folder.history.stat().st_size
             with open(folder.history, "a", encoding="utf-8") as handle:
                 handle.write(f"{ATTEMPT} {stamp}: {json.dumps(cmd)}\n")
             req.log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder.history, req.log)
             pruner = CheckpointPruner(folder, *req.window, say=print)
-            code = run_logged(cmd, [folder.history, req.log], on_line=pruner.on_line)
+            code = run_logged(
+                cmd, [folder.history, req.log], env=base_cmd.env, on_line=pruner.on_line
+            )
             pruner.prune()
             with open(folder.history, encoding="utf-8", errors="replace") as handle:
                 handle.seek(offset)
@@ -369,7 +373,8 @@ def request(args: argparse.Namespace) -> Request:
         data_bin=args.data_bin, folder=folder, recipe=recipe, profile=args.profile,
         stop=stop, runtime=runtime, window=(args.average_last, args.average_upper_bound),
         divergence=parse_json_object(args.divergence, "--divergence"),
-        launch=Launch(args.launcher, args.nproc_per_node, args.nnodes, device),
+        launch=Launch(args.launcher, args.nproc_per_node, args.nnodes, device,
+                      args.cpus_per_node),  # fmt: skip
         log=args.log or folder.train_log, status=args.status or folder.status,
     )  # fmt: skip
 

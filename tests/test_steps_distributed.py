@@ -13,8 +13,8 @@ import pytest
 
 from admin import profiling
 from admin.errors import AdminError
-from admin.launch import Launch, command, device_flags, port_for_job
-from admin.rank_entry import rank_flags
+from admin.launch import CPUS_ENV, Launch, command, device_flags, port_for_job
+from admin.rank_entry import cpu_share, rank_flags
 from tests import steps_support
 from tests.conftest import REPO
 from tests.steps_support import DEPTH, ok, run_step, step_env, train_args
@@ -98,13 +98,14 @@ def test_rank_flags():
 
 def test_single_and_one_node_commands():
     argv = ["DATA", "--lr", "1"]
-    single = command(Launch(device="cuda"), argv)
-    assert single[1:] == ["-m", "admin.rank_entry", *argv]
-    node = command(Launch(nproc_per_node=8), argv)
-    assert node[1:] == [
+    single = command(Launch(device="cuda"), argv, {})
+    assert single.argv[1:] == ["-m", "admin.rank_entry", *argv]
+    node = command(Launch(nproc_per_node=8, cpus_per_node=16), argv, {"PATH": "/bin"})
+    assert node.argv[1:] == [
         "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "8",
         "-m", "admin.rank_entry", *argv,
     ]  # fmt: skip
+    assert node.env == {"PATH": "/bin", CPUS_ENV: "16"}  # the ranks' CPU budget
     assert device_flags(Launch(nproc_per_node=8)) == []  # GPUs: nccl and fairseq's DDP
     assert device_flags(Launch(nproc_per_node=2, device="cpu")) == [
         "--cpu", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
@@ -112,32 +113,53 @@ def test_single_and_one_node_commands():
     assert device_flags(Launch(device="cpu")) == ["--cpu"]
 
 
-def _fake_scontrol(tmp_path: Path, hosts: list[str]) -> str:
-    """A stand-in for ``scontrol show hostnames`` (expanding a node list)."""
+def _fake_scontrol(tmp_path: Path, nodelist: str, hosts: list[str]) -> str:
+    """A stand-in for ``scontrol show job`` and ``scontrol show hostnames``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "scontrol"
-    script.write_text("#!/bin/sh\nprintf '%s\\n' " + " ".join(hosts) + "\n")
+    script.write_text(
+        '#!/bin/sh\ncase "$1 $2" in\n'
+        f'"show job") echo "JobId=$4 JobName=x NodeList={nodelist} NumNodes={len(hosts)}" ;;\n'
+        f"\"show hostnames\") printf '%s\\n' {' '.join(hosts)} ;;\n"
+        "*) exit 2 ;;\nesac\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(bin_dir)
 
 
 def test_multi_node_command(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", _fake_scontrol(tmp_path, ["gpu07", "gpu08"]), prepend=":")
-    env = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_NNODES": "1"}
-    cmd = command(Launch(nproc_per_node=8, nnodes=2), ["DATA"], env)
-    assert cmd[:8] == [
+    """In the job step, SLURM_JOB_NODELIST and SLURM_NNODES are the one-node step's (as
+    observed on the two-node cluster, docs/slurm-internals.md): the launcher asks scontrol
+    for the job's nodes and starts the nested srun in the job's environment."""
+    monkeypatch.setenv("PATH", _fake_scontrol(tmp_path, "gpu[07-08]", ["gpu07", "gpu08"]),
+                       prepend=":")  # fmt: skip
+    env = {"SLURM_JOB_ID": "4242", "SLURM_JOBID": "4242", "SLURM_JOB_NODELIST": "gpu07",
+           "SLURM_NODELIST": "gpu[07-08]", "SLURM_NNODES": "1", "SLURM_CPU_BIND": "mask_cpu:0x3",
+           "SRUN_DEBUG": "3", "SLURM_ARRAY_TASK_ID": "2", "HOME": "/root"}  # fmt: skip
+    cmd = command(Launch(nproc_per_node=8, nnodes=2, cpus_per_node=64), ["DATA"], env)
+    assert cmd.argv[:10] == [
         "srun", "--overlap", "--nodes", "2", "--ntasks", "2", "--ntasks-per-node", "1",
+        "--cpus-per-task=64", "--kill-on-bad-exit=1",
     ]  # fmt: skip
-    joined = " ".join(cmd)
+    joined = " ".join(cmd.argv)
     assert "--nnodes 2 --nproc_per_node 8" in joined
     assert f"--rdzv_backend c10d --rdzv_endpoint gpu07:{port_for_job(4242)}" in joined
     assert "--rdzv_id admin-4242" in joined
-    assert cmd[-3:] == ["-m", "admin.rank_entry", "DATA"]
-    with pytest.raises(AdminError, match="has 2 node"):
+    assert cmd.argv[-3:] == ["-m", "admin.rank_entry", "DATA"]
+    assert cmd.env == {"SLURM_JOB_ID": "4242", "SLURM_JOBID": "4242", "HOME": "/root",
+                       "SLURM_ARRAY_TASK_ID": "2", CPUS_ENV: "64"}  # fmt: skip
+    with pytest.raises(AdminError, match="SLURM job 4242 has 2 node"):
         command(Launch(nproc_per_node=8, nnodes=4), ["DATA"], env)
     with pytest.raises(AdminError, match="inside a SLURM job"):
         command(Launch(nproc_per_node=8, nnodes=2), ["DATA"], {})
+
+
+def test_cpu_share():
+    assert cpu_share([0, 1, 2, 3], 0, 2) == [0, 1] and cpu_share([3, 1, 0, 2], 1, 2) == [2, 3]
+    assert cpu_share([4, 5, 6], 1, 3) == [5]
+    assert cpu_share([0, 1], 0, 1) == [0, 1]
+    assert [cpu_share([0, 1], r, 4) for r in range(4)] == [[0], [1], [0], [1]]  # shared
 
 
 def test_rendezvous_ports_differ_between_jobs():

@@ -95,16 +95,14 @@ rule train:
         procs=lambda wildcards, resources: (
             resources.gpus_per_node or resources.cpu_procs
         ),
-        # the node's CPUs shared among its processes (each rank inherits the variable)
-        omp_threads=lambda wildcards, threads, resources: max(
-            1, threads // (resources.gpus_per_node or resources.cpu_procs)
-        ),
     shell:
-        "OMP_NUM_THREADS={params.omp_threads} python -m admin.train"
+        # threads = the job's CPUs per node; each rank takes its share (admin.rank_entry)
+        "python -m admin.train"
         " --data-bin {input.data:q} --run-dir {params.run_dir:q}"
         " --recipe {input.recipe:q} {params.profile:q} --stop {params.stop:q}"
         " --runtime {params.runtime:q} {params.window:q}"
         " --divergence {params.divergence:q}"
         " --device {params.device:q} --nproc-per-node {params.procs:q}"
-        " --nnodes {resources.nodes:q} --log {output.log:q} --status {output.status:q}"
+        " --nnodes {resources.nodes:q} --cpus-per-node {threads}"
+        " --log {output.log:q} --status {output.status:q}"
         " > {log:q} 2>&1"
