@@ -54,6 +54,9 @@ localrules:
     analysis_dependency,
     download,
     recipe,
+    table,
+    curves,
+    bleu_plot,
 
 
 rule all:

@@ -274,6 +274,71 @@ def average_window(cfg: Mapping[str, Any], dataset: str) -> tuple[int, int | Non
     return int(avg["last"]), avg.get("upper_bound")
 
 
+# --------------------------------------------------------------------------- rehearsal
+
+# Width options a rehearsal shrinks (the depth, the arch preset and everything else stay).
+_WIDTHS = {
+    "encoder_embed_dim": "embed_dim", "decoder_embed_dim": "embed_dim",
+    "encoder_ffn_embed_dim": "ffn_embed_dim", "decoder_ffn_embed_dim": "ffn_embed_dim",
+    "encoder_attention_heads": "attention_heads", "decoder_attention_heads": "attention_heads",
+}  # fmt: skip
+
+
+def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration of a rehearsal: the same datasets, matrix, rules, launchers and
+    SLURM requests (resources), with every dataset's data replaced by a small sample of
+    the embedded corpus, its models narrowed (same depths and arch), its training cut to
+    a few updates per epoch for as many epochs as its averaging window reads, and its
+    decoding small.  Failing to train is not judged (a few updates never leave the
+    unigram plateau); non-finite losses and overflow storms still are."""
+    settings = cfg["rehearsal_settings"]
+    out = copy.deepcopy(dict(cfg))
+    for exp in out["experiments"].values():
+        last, _ = int(exp["average"]["last"]), exp["average"].get("upper_bound")
+        exp["data"] = {
+            "source": "demo",
+            "corpus": {"seed": 1, **settings["corpus"]},
+            "tokenize": {
+                "lowercase": False,
+                "normalize_punct": False,
+                "aggressive": False,
+                "clean_train": None,
+            },  # fmt: skip
+            "bpe_merges": settings["bpe_merges"],
+        }
+        narrow = {opt: settings["model"][key] for opt, key in _WIDTHS.items()}
+        short = {"max_tokens": settings["max_tokens"], "max_epoch": last, "max_update": None,
+                 "stop_min_lr": None, "update_freq": 1,
+                 "save_interval_updates": settings["save_interval_updates"],
+                 "warmup_updates": settings["warmup_updates"], "log_interval": 1}  # fmt: skip
+        exp["hparams"] = {**exp["hparams"], **narrow, **short}
+        for depth in (exp.get("by_depth") or {}).values():
+            if depth.get("hparams"):
+                depth["hparams"] = {**depth["hparams"], **narrow, **short}
+            depth.pop("batch_gpus", None)
+        exp.pop("batch_gpus", None)  # update_freq 1 on whatever processes run it
+        exp["average"] = {"last": last, "upper_bound": None}
+        exp["generate"] = {**exp["generate"], "beam": 2, "batch_size": settings["corpus"]["test"]}
+        exp.pop("profile_hparams", None)
+        if settings["device"] == "cpu":
+            for layer in [exp, *(exp.get("by_depth") or {}).values()]:
+                _gpus_as_cpu_processes(layer.get("resources") or {})
+    if settings["device"] == "cpu":
+        _gpus_as_cpu_processes(out.get("resources") or {})
+    out["divergence"] = {**out.get("divergence", {}), "judge_training": False}
+    return out
+
+
+def _gpus_as_cpu_processes(resources: dict[str, Any]) -> None:
+    """A cluster without GPUs: every job asks for none, and a train job runs its GPUs per
+    node as CPU processes per node."""
+    for rule, res in resources.items():
+        if res.get("gpus"):
+            if rule == "train":
+                res["cpu_procs"] = res["gpus"]
+            res["gpus"] = 0
+
+
 # --------------------------------------------------------------------------- analyses
 
 

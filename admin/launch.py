@@ -37,6 +37,8 @@ from admin.errors import AdminError
 
 MODES = ("auto", "single", "torchrun", "srun")
 DEVICES = ("cuda", "cpu")
+# fairseq options that need a GPU; a rehearsal on a node without one drops them.
+GPU_ONLY_OPTIONS = ("fp16", "bf16", "memory_efficient_fp16", "memory_efficient_bf16", "amp")
 # Rendezvous ports: 10000-29999, below Linux's ephemeral range (32768+), so a
 # derived port is not already taken by some outgoing connection.
 PORT_BASE, PORT_SPAN = 10000, 20000
@@ -59,7 +61,7 @@ class Launch:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise AdminError(f"launcher {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.device not in DEVICES:
+        if self.device not in DEVICES:  # "auto" is resolved before (resolve_device)
             raise AdminError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
         if self.cpus_per_node is not None and self.cpus_per_node < 1:
             raise AdminError(f"--cpus-per-node must be >= 1, got {self.cpus_per_node}")
@@ -85,6 +87,35 @@ class Launch:
         if self.nnodes > 1:
             return "srun"
         return "torchrun" if self.nproc_per_node > 1 else "single"
+
+
+def resolve_device(device: str) -> tuple[str, str | None]:
+    """(device, note) for ``device`` cuda, cpu or auto.
+
+    ``auto`` (rehearsals) uses the GPU when torch sees one, else the CPU, and the note
+    says so (the caller then drops :data:`GPU_ONLY_OPTIONS`).  ``cuda`` without a visible
+    GPU is an error naming what the job was given, not a crash deep inside fairseq."""
+    if device == "cpu":
+        return device, None
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    if device == "cuda":
+        raise AdminError(
+            f"this job asked for GPUs but torch {torch.__version__} sees none "
+            f"(CUDA_VISIBLE_DEVICES={visible}, torch built for CUDA {torch.version.cuda}); "
+            "check the job's GPU request and the installed torch build"
+        )
+    return "cpu", (
+        f"no GPU visible to torch (CUDA_VISIBLE_DEVICES={visible}): running on the CPU, "
+        f"without the GPU-only options ({', '.join(GPU_ONLY_OPTIONS)})"
+    )
+
+
+def without_gpu_options(options: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in options.items() if k not in GPU_ONLY_OPTIONS}
 
 
 def device_flags(launch: Launch) -> list[str]:

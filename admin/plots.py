@@ -35,6 +35,13 @@ from admin.variants import VARIANTS  # noqa: E402
 COLORS = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
 
 
+def mark_rehearsal(fig: plt.Figure) -> None:
+    """Stamp a rehearsal's figure so that nobody takes it for a reproduction."""
+    fig.text(0.5, 0.5, "REHEARSAL", fontsize=48, color="red", alpha=0.25, rotation=25,
+             ha="center", va="center", transform=fig.transFigure)  # fmt: skip
+    fig.suptitle("REHEARSAL, not a reproduction", color="red", fontsize="medium")
+
+
 def save_png(fig: plt.Figure, path: Path) -> None:
     """Write ``fig`` as a PNG atomically and free it."""
     with atomic_path(path) as tmp:
@@ -42,7 +49,7 @@ def save_png(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(dataset: str, runs: Sequence[Path], out: Path) -> Path:
+def plot_curves(dataset: str, runs: Sequence[Path], out: Path, rehearsal: bool = False) -> Path:
     """Loss curves of every run of one depth, one colour per variant."""
     keyed = [(rf.read_status(rf.RunFolder(run).status).key, rf.RunFolder(run).train_log)
              for run in runs]  # fmt: skip
@@ -74,11 +81,15 @@ def plot_curves(dataset: str, runs: Sequence[Path], out: Path) -> Path:
     ax.grid(alpha=0.3)
     if labelled:
         ax.legend(fontsize="small")
+    if rehearsal:
+        mark_rehearsal(fig)
     save_png(fig, out)
     return out
 
 
-def plot_bleu_vs_depth(dataset: str, runs: Sequence[Path], out: Path) -> Path:
+def plot_bleu_vs_depth(
+    dataset: str, runs: Sequence[Path], out: Path, rehearsal: bool = False
+) -> Path:
     table = build_table(dataset, [read_score(run) for run in runs])
     depths = table["depths"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -101,6 +112,8 @@ def plot_bleu_vs_depth(dataset: str, runs: Sequence[Path], out: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    if rehearsal:
+        mark_rehearsal(fig)
     save_png(fig, out)
     return out
 
@@ -118,14 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=what)
         s.add_argument("--run", action="append", type=Path, required=True, help="run folder")
         s.add_argument("--out", required=True, type=Path, help="PNG to write")
-        s.add_argument("--dataset", help="title (default: from the run folders' path)")
+        s.add_argument("--dataset", help="title (default: the dataset the runs name)")
+        s.add_argument("--rehearsal", action="store_true", help="mark it as a rehearsal")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     plot = plot_curves if args.plot == "curves" else plot_bleu_vs_depth
-    plot(args.dataset or dataset_of(args.run), args.run, args.out)
+    plot(args.dataset or dataset_of(args.run), args.run, args.out, rehearsal=args.rehearsal)
     print(f"wrote {args.out}")
     return 0
 

@@ -26,7 +26,7 @@ from admin.atomic import atomic_path
 from admin.cli import run_cli
 from admin.errors import AdminError
 from admin.fairseq_command import parse_json_object, run_logged, train_argv
-from admin.launch import Launch, command, device_flags
+from admin.launch import Launch, command, device_flags, resolve_device, without_gpu_options
 from admin.recipe import RUNTIME_OPTIONS
 from admin.run_folder import Recipe, read_recipe
 from admin.variants import fairseq_flags, needs_profile
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default="{}", help="JSON: runtime options (log_interval, ...)")
     p.add_argument("--out", required=True, type=Path, help="profile JSON to write")
     p.add_argument("--log", required=True, type=Path, help="fairseq's output goes here")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--device", choices=("cuda", "cpu", "auto"), default="cuda",
+                   help="auto (rehearsals): the GPU if torch sees one, else the CPU")  # fmt: skip
     return p
 
 
@@ -64,6 +65,10 @@ def profile(
     layers = (int(identity["encoder_layers"]), int(identity["decoder_layers"]))
     seed = int(identity["seed"])
     hparams = profiling_options(recipe, runtime)
+    device, note = resolve_device(device)
+    if note:
+        print(f"admin.profile_run: {note}")
+        hparams = without_gpu_options(hparams)
     launch = Launch(mode="single", device=device)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")  # this job's log only: a rerun starts afresh

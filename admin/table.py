@@ -105,7 +105,12 @@ def depth_key(depth: str) -> tuple[int, int]:
     return parse_depth(depth)
 
 
-def build_table(dataset: str, scores: Sequence[Score]) -> dict[str, Any]:
+REHEARSAL = (
+    "REHEARSAL, not a reproduction: small models, a few updates, a sample of the demo corpus"
+)
+
+
+def build_table(dataset: str, scores: Sequence[Score], rehearsal: bool = False) -> dict[str, Any]:
     cells: dict[tuple[str, str], Cell] = {}
     for s in scores:
         cell = cells.setdefault((s.variant, s.depth), Cell())
@@ -137,6 +142,7 @@ def build_table(dataset: str, scores: Sequence[Score]) -> dict[str, Any]:
         "labels": {v: LABELS.get(v, v) for v in variants},
         "depths": depths,
         "cells": rows,
+        "rehearsal": rehearsal,
     }
 
 
@@ -150,6 +156,7 @@ def to_markdown(table: dict[str, Any]) -> str:
     lines = [
         f"# {table['dataset']}: test BLEU (tokenized; mean ± std over seeds; paper in brackets)",
         "",
+        *([f"**{REHEARSAL}.**", ""] if table.get("rehearsal") else []),
         "| " + " | ".join(head) + " |",
         "| " + " | ".join("---" for _ in head) + " |",
     ]
@@ -163,8 +170,9 @@ def to_markdown(table: dict[str, Any]) -> str:
 def to_csv(table: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    first = "variant (REHEARSAL, not a reproduction)" if table.get("rehearsal") else "variant"
     writer.writerow(
-        ["variant", *(f"{d}{suffix}" for d in table["depths"] for suffix in ("", " paper"))]
+        [first, *(f"{d}{suffix}" for d in table["depths"] for suffix in ("", " paper"))]
     )
     for variant in table["variants"]:
         row = [variant]
@@ -181,11 +189,16 @@ def _depth_label(depth: str) -> str:
 
 
 def write_table(
-    dataset: str, runs: Sequence[Path], md: Path, csv_path: Path, json_path: Path
+    dataset: str,
+    runs: Sequence[Path],
+    md: Path,
+    csv_path: Path,
+    json_path: Path,
+    rehearsal: bool = False,
 ) -> dict[str, Any]:
     if not runs:
         raise AdminError("no runs given (--run RUN_DIR)")
-    table = build_table(dataset, [read_score(run) for run in runs])
+    table = build_table(dataset, [read_score(run) for run in runs], rehearsal)
     atomic_write_text(md, to_markdown(table))
     atomic_write_text(csv_path, to_csv(table))
     atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
@@ -200,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", type=Path)
     p.add_argument("--csv", type=Path)
     p.add_argument("--json", type=Path)
+    p.add_argument("--rehearsal", action="store_true", help="mark the table as a rehearsal")
     return p
 
 
@@ -213,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     if any(o is None for o in outputs):
         raise AdminError("give --out-dir, or all of --md, --csv and --json")
-    table = write_table(args.dataset, args.run, *outputs)
+    table = write_table(args.dataset, args.run, *outputs, rehearsal=args.rehearsal)
     print(to_markdown(table), end="")
     return 0
 

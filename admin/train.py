@@ -46,7 +46,14 @@ from admin.cli import run_cli
 from admin.errors import AdminError
 from admin.fairseq_command import parse_json_object, run_logged, train_argv
 from admin.fairseq_log import TrainLog, divergence_reason, parse
-from admin.launch import MODES, Launch, command, device_flags
+from admin.launch import (
+    MODES,
+    Launch,
+    command,
+    device_flags,
+    resolve_device,
+    without_gpu_options,
+)
 from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, update_freq
 from admin.variants import fairseq_flags, needs_profile
 
@@ -66,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epoch checkpoints the averaging reads (kept while training)")  # fmt: skip
     p.add_argument("--average-upper-bound", type=int, help="newest epoch the averaging reads")
     p.add_argument("--divergence", default="{}", help="JSON: divergence settings")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--device", choices=("cuda", "cpu", "auto"), default="cuda",
+                   help="auto (rehearsals): the GPU if torch sees one, else the CPU")  # fmt: skip
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
     p.add_argument("--nnodes", type=int, default=1)
     p.add_argument("--cpus-per-node", type=int,
@@ -263,6 +271,7 @@ class Request:
     launch: Launch
     log: Path
     status: Path
+    device_note: str | None = None  # a rehearsal running on the CPU: why
 
     @property
     def end(self) -> dict[str, Any]:
@@ -284,6 +293,8 @@ def train(req: Request) -> dict[str, Any]:
     elif req.profile is not None:
         raise AdminError(f"variant {variant!r} takes no --profile")
     options = fairseq_options(recipe, req.stop, req.runtime, req.launch.world_size)
+    if req.device_note:
+        options = without_gpu_options(options)
     identity = recipe.identity
     depth = (int(identity["encoder_layers"]), int(identity["decoder_layers"]))
     argv = train_argv(
@@ -294,7 +305,7 @@ def train(req: Request) -> dict[str, Any]:
     # Launcher errors (e.g. --nnodes without SLURM) stop here, before the folder is touched.
     base_cmd = command(req.launch, argv + device_flags(req.launch))
     folder.path.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    notes: list[str] = [req.device_note] if req.device_note else []
     with rf.TrainerLock(folder, say=notes.append):
         plan = plan_resume(folder, recipe, req.end)
         notes += plan.messages
@@ -367,7 +378,7 @@ def request(args: argparse.Namespace) -> Request:
     recipe = rf.read_recipe(args.recipe)
     stop = parse_json_object(args.stop, "--stop")
     runtime = parse_json_object(args.runtime, "--runtime")
-    device = "cpu" if runtime.get("cpu") else args.device
+    device, note = resolve_device("cpu" if runtime.get("cpu") else args.device)
     folder = rf.RunFolder(args.run_dir)
     return Request(
         data_bin=args.data_bin, folder=folder, recipe=recipe, profile=args.profile,
@@ -376,6 +387,7 @@ def request(args: argparse.Namespace) -> Request:
         launch=Launch(args.launcher, args.nproc_per_node, args.nnodes, device,
                       args.cpus_per_node),  # fmt: skip
         log=args.log or folder.train_log, status=args.status or folder.status,
+        device_note=note,
     )  # fmt: skip
 
 

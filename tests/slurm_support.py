@@ -105,34 +105,23 @@ def load_profile() -> dict[str, Any]:
     return yaml.safe_load((PROFILE_DIR / "config.yaml").read_text(encoding="utf-8"))
 
 
-def write_local_overlay(dest: Path, partition: str, **extra: Any) -> Path:
-    """A profile to give after ``--profile slurm``: it fills the partition
-    placeholders with the local partition and sets what a cluster without
-    slurmdbd needs (squeue for status) and what makes tests quick.
-
-    Snakemake merges profiles by top-level key, so the keys that hold the
-    placeholders (default-resources, set-resources) are copied from the project's
-    profile with the placeholders filled; every other key of the project's profile
-    stays in force.
-    """
-    base = load_profile()
-    default_resources = dict(base.get("default-resources") or {})
-    default_resources["slurm_partition"] = partition
-    set_resources = {rule: dict(res) for rule, res in (base.get("set-resources") or {}).items()}
-    for res in set_resources.values():
-        if "slurm_partition" in res:
-            res["slurm_partition"] = partition
-    overlay: dict[str, Any] = {
-        "default-resources": default_resources,
-        "set-resources": set_resources,
+def write_local_overlay(
+    dest: Path, partition: str, gpu_partition: str | None = None, **extra: Any
+) -> Path:
+    """The user's own cluster profile for the local cluster, given after ``--profile
+    slurm``: slurm/my-cluster.example.yaml as a user fills it in (the partitions named,
+    no account: there is no accounting here), with what a cluster without slurmdbd
+    needs (squeue for status) and what makes tests quick; ``extra`` on top."""
+    overlay = yaml.safe_load((PROFILE_DIR / "my-cluster.example.yaml").read_text())
+    overlay["default-resources"] = {"slurm_partition": partition}
+    for res in overlay["set-resources"].values():
+        res["slurm_partition"] = gpu_partition or partition
+    overlay.update({
         "slurm-status-command": "squeue",
         "slurm-init-seconds-before-status-checks": 2,
         "slurm-keep-successful-logs": True,
         "latency-wait": 10,
-        # The config's CPU counts are for real nodes; a job asking for more CPUs
-        # than the local node has would pend forever (Reason=PartitionConfig).
-        "max-threads": node_cpus(),
-    }
+    })  # fmt: skip
     overlay.update(extra)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")

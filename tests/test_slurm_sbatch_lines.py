@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.slurm_support import (
     PROFILE_DIR,
@@ -36,16 +37,8 @@ CPU_PART, GPU_PART = "cpu", "gpu"
 
 
 def _overlay(tmp: Path, **extra: Any) -> Path:
-    overlay = write_local_overlay(tmp, CPU_PART, **extra)
-    # GPU rules get the GPU partition, as a user fills in the placeholders.
-    import yaml
-
-    cfg = yaml.safe_load((overlay / "config.yaml").read_text())
-    cfg.pop("max-threads", None)  # the presets' CPU counts, not the local node's
-    for rule in ("profile", "train", "evaluate"):
-        cfg["set-resources"][rule]["slurm_partition"] = GPU_PART
-    (overlay / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return overlay
+    # The user's profile as slurm/my-cluster.example.yaml has it: CPU and GPU partitions.
+    return write_local_overlay(tmp, CPU_PART, GPU_PART, **extra)
 
 
 def _plan(tmp_path: Path, overlay_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -135,26 +128,41 @@ def test_training_gpus_per_node_and_nodes(
     # threads = CPUs per node (one task per node)
     assert f"--cpus-per-task={job['threads']}" in flags, sbatch
     assert flags[flags.index("--mem") + 1] == str(job["resources"]["mem_mb"])
-    # The profile's training time limit, first attempt.
-    assert flags[flags.index("-t") + 1] == "1440", sbatch
+    # The config's training time limit (resources.train.runtime, minutes).
+    assert flags[flags.index("-t") + 1] == str(job["resources"]["runtime"]) == "2880", sbatch
     # The jobstep's srun runs the rule once (-n1), asks for no GPU count (the step
     # gets all of the job's GRES) and passes the node count (reduced to one node by
     # srun since -n1).
     assert srun == f"srun -n1 --cpu-bind=q --cpus-per-task={job['threads']} --nodes={nodes}"
 
 
-def test_training_time_limit_grows_with_attempt() -> None:
-    from snakemake.resources import Resource
+def _rule_blocks() -> dict[str, str]:
+    """Each rule's text in the workflow's rule files."""
+    blocks: dict[str, str] = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for chunk in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            name, _, body = chunk.partition(":")
+            blocks[name.strip()] = body
+    return blocks
 
-    expr = load_profile()["set-resources"]["train"]["runtime"]
 
-    def minutes(attempt: int) -> int:
-        return Resource.cli_evaluator(
-            "runtime", str(expr), wildcards={}, input=[], attempt=attempt, async_run=None
-        )
+def test_only_training_and_evaluation_retry() -> None:
+    """A deterministic failure of a 12-hour preparation job is not resubmitted; a training
+    or decoding job lost to a time limit, a preemption or a node is (training resumes)."""
+    retries = {
+        name: int(m[1]) for name, body in _rule_blocks().items()
+        if (m := re.search(r"^\s+retries: (\d+)$", body, re.M))
+    }  # fmt: skip
+    assert retries == {"train": 2, "evaluate": 2}
+    assert "retries" not in load_profile()
+    # the project's profile holds nothing cluster-specific: the user's own profile may set
+    # default-resources and set-resources without losing anything of it
+    assert not {"default-resources", "set-resources", "set-threads"} & set(load_profile())
 
-    assert [minutes(a) for a in (1, 2, 3)] == [1440, 2880, 2880]
-    assert int(load_profile()["retries"]) >= 1
+
+def test_tables_and_plots_run_on_the_submit_host() -> None:
+    _, local = workflow_rules()
+    assert {"table", "curves", "bleu_plot", "recipe", "download"} <= local
 
 
 def test_cpu_preprocessing_asks_for_cores_and_memory(plan: list[dict[str, Any]]) -> None:
@@ -177,8 +185,9 @@ def test_downloads_are_local() -> None:
 
 
 def test_profile_names_only_existing_rules() -> None:
-    """Snakemake ignores set-resources for unknown rules silently: catch typos."""
+    """Snakemake ignores set-resources for unknown rules silently: catch typos in the
+    template of the user's profile."""
     rules, _ = workflow_rules()
-    profile = load_profile()
-    named = set(profile.get("set-resources") or {}) | set(profile.get("set-threads") or {})
+    example = yaml.safe_load((PROFILE_DIR / "my-cluster.example.yaml").read_text())
+    named = set(example.get("set-resources") or {}) | set(example.get("set-threads") or {})
     assert named <= rules, named - rules

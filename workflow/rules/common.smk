@@ -22,14 +22,25 @@ from admin.data.registry import DATASETS as REGISTRY
 from admin.variants import VARIANTS, needs_profile
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-RESULTS = "results"
-RESOURCES = "resources"
-LOGS = "logs"
-BENCHMARKS = f"{LOGS}/benchmarks"
-# One run folder (admin.run_folder) and its logs, as rule patterns.
-RUN = run_folder.pattern(RESULTS)
-RUN_LOGS = run_folder.pattern(LOGS)
-RUN_BENCHMARKS = run_folder.pattern(BENCHMARKS)
+
+
+def set_layout(prefix):
+    """Where outputs go: results/, resources/ and logs/, under ``prefix`` (a rehearsal's
+    own folder, so that it can never be mistaken for, or overwrite, real results)."""
+    global RESULTS, RESOURCES, LOGS, BENCHMARKS, RUN, RUN_LOGS, RUN_BENCHMARKS
+    global ANALYSIS, ANALYSIS_LOGS, ANALYSIS_BENCHMARKS
+    RESULTS = f"{prefix}results"
+    RESOURCES = f"{prefix}resources"
+    LOGS = f"{prefix}logs"
+    BENCHMARKS = f"{LOGS}/benchmarks"
+    # One run folder (admin.run_folder) and its logs, as rule patterns.
+    RUN = run_folder.pattern(RESULTS)
+    RUN_LOGS = run_folder.pattern(LOGS)
+    RUN_BENCHMARKS = run_folder.pattern(BENCHMARKS)
+    ANALYSIS = f"{RESULTS}/analysis"
+    ANALYSIS_LOGS = f"{LOGS}/analysis"
+    ANALYSIS_BENCHMARKS = f"{BENCHMARKS}/analysis"
+
 
 # The steps run as `python -m admin.<step>`.  With --sdm conda, `python` is the rule's
 # conda environment's; otherwise it is the interpreter running Snakemake (the project's
@@ -72,8 +83,28 @@ def load_config(cfg):
         )
     except admin_config.ConfigError as err:
         raise WorkflowError(str(err)) from None
+    if merged["rehearsal"]:
+        merged = admin_config.rehearse(merged)
     cfg.clear()
     cfg.update(merged)
+    set_layout("rehearsal/" if cfg["rehearsal"] else "")
+
+
+def device(kind):
+    """A job's --device: a rehearsal decides on the node (admin.launch.resolve_device);
+    otherwise the job's resources say it."""
+
+    def get(wildcards, resources):
+        if config["rehearsal"] and config["rehearsal_settings"]["device"] == "auto":
+            return "auto"
+        gpus = resources.gpus_per_node if kind == "train" else resources.gpu
+        return "cuda" if gpus else "cpu"
+
+    return get
+
+
+def rehearsal_flag(wildcards):
+    return ["--rehearsal"] if config["rehearsal"] else []
 
 
 def experiment(dataset):
@@ -352,10 +383,6 @@ def run_folders(paths):
 
 
 # --------------------------------------------------------------------------- analyses
-
-ANALYSIS = f"{RESULTS}/analysis"
-ANALYSIS_LOGS = f"{LOGS}/analysis"
-ANALYSIS_BENCHMARKS = f"{BENCHMARKS}/analysis"
 
 
 def analysis_dataset():

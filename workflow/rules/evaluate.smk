@@ -41,6 +41,8 @@ rule evaluate:
         f"{RUN_BENCHMARKS}/evaluate.tsv"
     conda:
         "../../envs/admin.yaml"
+    # A GPU job lost to a node failure or a preemption runs again.
+    retries: 2
     threads: res("evaluate", "cpus")
     resources:
         mem_mb=res("evaluate", "mem_mb"),
@@ -52,7 +54,7 @@ rule evaluate:
         refs=detok_options,
         options=scoring_options,
         keep=untracked(keep_checkpoints),
-        device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
+        device=device("evaluate"),
     shell:
         "OMP_NUM_THREADS={threads} python -m admin.evaluate"
         " --data-bin {input.data:q} --average {input.average:q}"

@@ -24,9 +24,10 @@ rule table:
         runtime=res("table", "runtime"),
     params:
         runs=lambda wildcards, input: run_folders(input.scores),
+        rehearsal=rehearsal_flag,
     shell:
         "python -m admin.table --dataset {wildcards.dataset:q} {params.runs:q}"
-        " --md {output.md:q} --csv {output.csv:q} --json {output.json:q}"
+        " {params.rehearsal} --md {output.md:q} --csv {output.csv:q} --json {output.json:q}"
         " > {log:q} 2>&1"
 
 
@@ -51,8 +52,10 @@ rule curves:
         runtime=res("plots", "runtime"),
     params:
         runs=lambda wildcards, input: run_folders(input.logs),
+        rehearsal=rehearsal_flag,
     shell:
         "python -m admin.plots curves --dataset {wildcards.dataset:q} {params.runs:q}"
+        " {params.rehearsal}"
         " --out {output.png:q}"
         " > {log:q} 2>&1"
 
@@ -77,7 +80,9 @@ rule bleu_plot:
         runtime=res("plots", "runtime"),
     params:
         runs=lambda wildcards, input: run_folders(input.scores),
+        rehearsal=rehearsal_flag,
     shell:
         "python -m admin.plots bleu --dataset {wildcards.dataset:q} {params.runs:q}"
+        " {params.rehearsal}"
         " --out {output.png:q}"
         " > {log:q} 2>&1"

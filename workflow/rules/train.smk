@@ -50,7 +50,7 @@ rule profile:
         gpu=res("profile", "gpu"),
     params:
         runtime=untracked(runtime_options),
-        device=lambda wildcards, resources: "cuda" if resources.gpu else "cpu",
+        device=device("profile"),
     shell:
         "OMP_NUM_THREADS={threads} python -m admin.profile_run"
         " --data-bin {input.data:q} --recipe {input.recipe:q}"
@@ -73,6 +73,8 @@ rule train:
         f"{RUN_BENCHMARKS}/train.tsv"
     conda:
         "../../envs/admin.yaml"
+    # A failed or timed-out training is resubmitted and resumes from its checkpoint.
+    retries: 2
     threads: res("train", "cpus")
     resources:
         mem_mb=res("train", "mem_mb"),
@@ -89,9 +91,7 @@ rule train:
         runtime=untracked(runtime_options),
         profile=profile_options,
         run_dir=lambda wildcards, output: str(Path(output.status).parent),
-        device=lambda wildcards, resources: (
-            "cuda" if resources.gpus_per_node else "cpu"
-        ),
+        device=device("train"),
         procs=lambda wildcards, resources: (
             resources.gpus_per_node or resources.cpu_procs
         ),
