@@ -288,13 +288,14 @@ def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration of a rehearsal: the same datasets, matrix, rules, launchers and
     SLURM requests (resources), with every dataset's data replaced by a small sample of
     the embedded corpus, its models narrowed (same depths and arch), its training cut to
-    a few updates per epoch for as many epochs as its averaging window reads, and its
+    a few updates per epoch for a few epochs, all of which its averaging reads, and its
     decoding small.  Failing to train is not judged (a few updates never leave the
     unigram plateau); non-finite losses and overflow storms still are."""
     settings = cfg["rehearsal_settings"]
     out = copy.deepcopy(dict(cfg))
     for exp in out["experiments"].values():
-        last, _ = int(exp["average"]["last"]), exp["average"].get("upper_bound")
+        # as many epochs as the averaging reads, at most settings["epochs"]
+        last = min(int(exp["average"]["last"]), settings["epochs"])
         exp["data"] = {
             "source": "demo",
             "corpus": {"seed": 1, **settings["corpus"]},
