@@ -115,6 +115,11 @@ def train_args(
     ]  # fmt: skip
 
 
+def probe_folder(probe: Path, run: Path) -> Path:
+    """Where tests/rank_probe records the ranks of the run in folder ``run``."""
+    return probe / "_".join(Path(run).resolve().parts[-4:])
+
+
 _TRAINED: dict[Path, Path] = {}
 
 

@@ -47,6 +47,7 @@ def test_cpu_two_ranks(trained_admin_run, tiny_databin, tmp_path):
         world=2, max_epoch=1,
     )  # fmt: skip
     ok(run_step("train", *args, env=env))
+    probe = steps_support.probe_folder(probe, run)
 
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "completed" and status["world_size"] == 2

@@ -1,20 +1,35 @@
 """Observes each rank of a data-parallel test run (loaded via PYTHONPATH).
 
 Only active when ``ADMIN_RANK_PROBE_DIR`` is set and the process is a torchrun
-worker (``RANK`` set).  It changes nothing in the run; it records
+worker (``RANK`` set).  It changes nothing in the run; it records, in the subfolder
+named after the run folder (``<dataset>_<variant>_<depth>_seed<N>``: the four folders
+above ``--save-dir``, as ``tests.steps_support.probe_folder`` names it)
 * ``writes.rank<R>.txt``: every file the rank opened for writing (audit hook);
 * ``omegas.rank<R>.json``: the Admin omegas the rank holds at its first forward,
-  i.e. right after the model was built from the profile, before any update.
+  i.e. right after the model was built from the profile, before any update;
+* ``cpus.rank<R>.json``: where the rank runs at its first forward: its host, SLURM node,
+  CPU affinity, torch's thread count, OMP_NUM_THREADS and CUDA_VISIBLE_DEVICES.
 """
 
 import json
 import os
 import sys
 
-_DIR = os.environ.get("ADMIN_RANK_PROBE_DIR")
+_PROBE = os.environ.get("ADMIN_RANK_PROBE_DIR")
 _RANK = os.environ.get("RANK")
 
-if _DIR and _RANK is not None:
+
+def _run_folder_name() -> str:
+    with open("/proc/self/cmdline", "rb") as fh:
+        argv = fh.read().decode().split("\0")
+    save_dir = argv[argv.index("--save-dir") + 1] if "--save-dir" in argv else "unknown"
+    parts = os.path.normpath(os.path.abspath(save_dir)).split(os.sep)
+    return "_".join(parts[-5:-1])
+
+
+if _PROBE and _RANK is not None:
+    _DIR = os.path.join(_PROBE, _run_folder_name())
+    os.makedirs(_DIR, exist_ok=True)
     _writes = open(os.path.join(_DIR, f"writes.rank{_RANK}.txt"), "a", encoding="utf-8")  # noqa: SIM115
 
     def _audit(event, args):
@@ -35,6 +50,18 @@ if _DIR and _RANK is not None:
         if _done or type(module).__name__ != "AdminTransformerModel":
             return
         _done.append(True)
+        where = {
+            "host": os.uname().nodename,
+            "slurm_nodeid": os.environ.get("SLURM_NODEID"),
+            "slurmd_nodename": os.environ.get("SLURMD_NODENAME"),
+            "local_rank": os.environ.get("LOCAL_RANK"),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        with open(os.path.join(_DIR, f"cpus.rank{_RANK}.json"), "w", encoding="utf-8") as fh:
+            json.dump(where, fh)
         tensors = dict(module.named_parameters())
         tensors.update(module.named_buffers())
         omegas = {k: v.detach().tolist() for k, v in tensors.items() if k.endswith("omega")}

@@ -1,0 +1,306 @@
+"""The paper's plan rehearsed on the local two-node SLURM cluster, through
+``--profile slurm`` and a user's own cluster profile, and the fault drills.
+
+The rehearsal is ``paper_wmt14_en_fr --config rehearsal=true`` (the table that holds the
+two-node 60L-12L runs), with the presets' requests fitted to the local nodes
+(``tests.slurm_support.local_cluster_config``: 2 GPUs per node, the presets' node counts).
+The nodes declare GPUs as GRES but have none, so every rank runs on the CPU
+(``--device auto``).  While it runs, one two-node training job is cancelled after its
+first mid-epoch checkpoint (a preemption): the rule's retry resumes it.
+
+The drills then train runs outside the table's matrix (seeds 7 and 8, more epochs) in the
+same folder:
+
+* Snakemake killed on the submit host while its training job runs, then started again:
+  the new training job stops at once on the run's lock (no second trainer), the first one
+  is then killed by its SLURM time limit mid-epoch, and a third run resumes it from its
+  mid-epoch checkpoint (taking the stale lock over) and completes the table;
+* a node set DOWN while a two-node training runs: SLURM requeues the job, and it resumes
+  from its checkpoint.
+
+Needs the two-node cluster (``bash scripts/slurm-local-cluster.sh start``); fails without
+one when ADMIN_REQUIRE_SLURM=1 (CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.slurm_support import (
+    PROFILE_DIR,
+    REPO,
+    SNAKEMAKE,
+    cancel_run_jobs,
+    default_partition,
+    job_stats,
+    local_cluster_config,
+    require_slurm,
+    run_snakemake,
+    snakemake_env,
+    squeue_fields,
+    submissions,
+    workflow_rules,
+    write_local_overlay,
+)
+from tests.steps_support import probe_folder
+
+pytestmark = pytest.mark.slow
+
+PROBE = REPO / "tests" / "rank_probe"
+DATASET = "wmt14_en_fr"
+RESULTS = Path("rehearsal") / "results" / DATASET
+TWO_NODE_RUN = RESULTS / "postln" / "60-12" / "seed1111"
+ATTEMPT = "==== admin.train attempt"
+LOADED_RE = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
+
+
+@dataclass
+class Cluster:
+    base: Path
+    workdir: Path
+    config: Path
+    profile: Path
+
+    def args(self, *targets: str, config: list[str] = (), profile: Path | None = None) -> list:
+        # targets first: --configfile takes every word after it; --config last
+        return [
+            *targets, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.workdir),
+            "--profile", str(PROFILE_DIR), "--profile", str(profile or self.profile),
+            "--configfile", str(REPO / "config" / "config.yaml"), str(self.config),
+            "--config", "rehearsal=true", *config,
+        ]  # fmt: skip
+
+
+@dataclass
+class Run:
+    rc: int
+    log: str
+    seconds: float
+
+    def check(self) -> str:
+        assert self.rc == 0, self.log[-8000:]
+        return self.log
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    require_slurm()
+    base = tmp_path_factory.mktemp("slurm_rehearsal")
+    workdir = base / "work"
+    workdir.mkdir()
+    config = base / "local-cluster.yaml"
+    config.write_text(yaml.safe_dump(local_cluster_config(), sort_keys=False))
+    profile = write_local_overlay(base / "my-cluster", default_partition())
+    return Cluster(base, workdir, config, profile)
+
+
+def _start(cluster: Cluster, args: list[str], log: Path, env: dict[str, str] | None = None):
+    handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed by _finish
+    proc = subprocess.Popen(
+        [SNAKEMAKE, *args], cwd=REPO, env=snakemake_env(env), stdout=handle,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    proc.log_handle = handle  # type: ignore[attr-defined]
+    return proc
+
+
+def _finish(proc: subprocess.Popen, log: Path, t0: float, timeout: float) -> Run:
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.log_handle.close()  # type: ignore[attr-defined]
+    text = log.read_text()
+    if proc.returncode != 0:
+        cancel_run_jobs(text)
+    return Run(proc.returncode, text, time.monotonic() - t0)
+
+
+def _train_job(log: Path, run: Path) -> str | None:
+    """The SLURM job id of the newest train job of ``run`` in a Snakemake log."""
+    key = "_".join((run.parts[-3], run.parts[-2], run.parts[-1].removeprefix("seed")))
+    jobs = [s["slurm"] for s in submissions(log.read_text()) if f"rule_train/{key.split('_', 0)[0]}"
+            in s["log"] and s["log"].endswith(f"{DATASET}_{key}/{s['slurm']}.log")]  # fmt: skip
+    return jobs[-1] if jobs else None
+
+
+def _wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"snakemake ended before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+# --- the rehearsal ------------------------------------------------------------------
+
+
+@dataclass
+class Rehearsal:
+    run: Run
+    probe: Path
+    cancelled: str
+
+
+@pytest.fixture(scope="module")
+def rehearsal(cluster: Cluster) -> Rehearsal:
+    probe = cluster.base / "probe"
+    probe.mkdir()
+    log = cluster.base / "rehearsal.log"
+    t0 = time.monotonic()
+    proc = _start(cluster, cluster.args("paper_wmt14_en_fr"), log,
+                  env={"PYTHONPATH": str(PROBE), "ADMIN_RANK_PROBE_DIR": str(probe)})  # fmt: skip
+    cancelled: list[str] = []
+
+    def preempt() -> None:
+        """scancel the two-node Post-LN training after its first mid-epoch checkpoint."""
+        ckpt = cluster.workdir / TWO_NODE_RUN / "checkpoints" / "checkpoint_1_4.pt"
+        try:
+            _wait(ckpt.exists, 900, "the first mid-epoch checkpoint of the 60-12 run", proc)
+            job = _train_job(log, cluster.workdir / TWO_NODE_RUN)
+            assert job is not None
+            subprocess.run(["scancel", job], check=True, timeout=30)
+            cancelled.append(job)
+        except AssertionError as err:
+            cancelled.append(f"not cancelled: {err}")
+
+    watcher = threading.Thread(target=preempt, daemon=True)
+    watcher.start()
+    run = _finish(proc, log, t0, timeout=1500)
+    watcher.join(timeout=10)
+    print(f"\nrehearsal of paper_wmt14_en_fr: {len(submissions(run.log))} SLURM jobs in "
+          f"{run.seconds:.0f} s")  # fmt: skip
+    return Rehearsal(run, probe, cancelled[0] if cancelled else "watcher did not finish")
+
+
+def _rule_of(sub: dict[str, str]) -> str:
+    m = re.search(r"/slurm_logs/rule_([A-Za-z0-9_]+)/", sub["log"])
+    return m.group(1) if m else "?"
+
+
+def test_rehearsal_runs_the_whole_table_apart_and_marked(cluster: Cluster, rehearsal: Rehearsal):
+    log = rehearsal.run.check()
+    assert rehearsal.cancelled.isdigit(), rehearsal.cancelled
+    out = cluster.workdir / RESULTS
+    table = json.loads((out / "table.json").read_text())
+    assert table["rehearsal"] is True
+    assert table["variants"] == ["postln", "preln", "admin"] and table["depths"] == ["6-6", "60-12"]
+    for variant in table["variants"]:
+        for depth in table["depths"]:
+            assert table["cells"][variant][depth]["n"] == 1, (variant, depth, table["cells"])
+    assert "REHEARSAL, not a reproduction" in (out / "table.md").read_text()
+    assert (out / "table.csv").read_text().startswith("variant (REHEARSAL")
+    for png in ("bleu_vs_depth.png", "curves_6-6.png", "curves_60-12.png"):
+        assert (out / png).stat().st_size > 0
+    assert not (cluster.workdir / "results").exists()  # real results are never touched
+
+    # Every job but the local ones went through sbatch and completed, once; the cancelled
+    # training ran a second time (the rule's retry).
+    subs = submissions(log)
+    _, local = workflow_rules()
+    planned = {rule: n for rule, n in job_stats(log).items() if rule not in local}
+    submitted: dict[str, int] = {}
+    for sub in subs:
+        rule = _rule_of(sub)
+        submitted[rule] = submitted.get(rule, 0) + 1
+        state = squeue_fields(sub["slurm"], "%T")
+        assert state == ("CANCELLED" if sub["slurm"] == rehearsal.cancelled else "COMPLETED"), (
+            sub, state)  # fmt: skip
+    assert submitted == {**planned, "train": planned["train"] + 1}, (submitted, planned)
+    assert planned["train"] == 6 and planned["profile"] == 2
+
+
+def _job_field(job: str, name: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                         text=True, check=True, timeout=30).stdout  # fmt: skip
+    m = re.search(rf"(?:^|\s){name}=(\S*)", out)
+    return m[1] if m else ""
+
+
+def test_gpu_shaped_requests_scheduled_on_the_nodes_gres(cluster: Cluster, rehearsal: Rehearsal):
+    """The preset's nodes and GPUs per node, as GRES the scheduler places; G processes per
+    node on the CPU (the local GPUs are only GRES)."""
+    log = rehearsal.run.check()
+    trains = [s for s in submissions(log) if _rule_of(s) == "train"]
+    shapes = {}
+    for sub in trains:
+        depth = "60-12" if "_60-12_" in sub["log"] else "6-6"
+        shapes.setdefault(depth, set()).add(
+            (_job_field(sub["slurm"], "NumNodes"), _job_field(sub["slurm"], "TresPerNode"))
+        )
+    assert shapes == {"6-6": {("1", "gres:gpu:2")}, "60-12": {("2", "gres:gpu:2")}}, shapes
+    for sub in submissions(log):
+        if _rule_of(sub) in ("profile", "evaluate"):
+            assert _job_field(sub["slurm"], "TresPerJob") == "gres:gpu:1", sub
+
+    folder = probe_folder(rehearsal.probe, cluster.workdir / TWO_NODE_RUN)
+    ranks = [json.loads((folder / f"cpus.rank{r}.json").read_text()) for r in range(4)]
+    nodes = sorted(r["slurmd_nodename"] for r in ranks)
+    assert nodes == ["n1", "n1", "n2", "n2"], ranks  # 2 nodes x 2 processes
+    status = json.loads((cluster.workdir / TWO_NODE_RUN / "status.json").read_text())
+    assert status["world_size"] == 4
+    assert "no GPU visible to torch" in (cluster.workdir / TWO_NODE_RUN / "train.log").read_text()
+
+
+def test_each_rank_gets_its_share_of_its_nodes_cpus(cluster: Cluster, rehearsal: Rehearsal):
+    """Binding is enforced on the cluster: each node's two ranks split its 2 CPUs, one each,
+    with one torch thread; both see the node's two GPUs."""
+    rehearsal.run.check()
+    for run in (TWO_NODE_RUN, RESULTS / "admin" / "6-6" / "seed1111"):
+        folder = probe_folder(rehearsal.probe, cluster.workdir / run)
+        ranks = [json.loads(p.read_text()) for p in sorted(folder.glob("cpus.rank*.json"))]
+        assert len(ranks) == (4 if "60-12" in str(run) else 2), (run, ranks)
+        by_node: dict[str, list[list[int]]] = {}
+        for rank in ranks:
+            assert rank["torch_threads"] == 1 and rank["omp_num_threads"] == "1", rank
+            assert rank["cuda_visible_devices"] == "0,1", rank
+            by_node.setdefault(rank["slurmd_nodename"], []).append(rank["affinity"])
+        for node, masks in by_node.items():
+            assert sorted(masks) == [[0], [1]], (run, node, masks)
+
+
+def test_checkpoints_are_written_by_rank_0_only(cluster: Cluster, rehearsal: Rehearsal):
+    rehearsal.run.check()
+    folder = probe_folder(rehearsal.probe, cluster.workdir / TWO_NODE_RUN)
+    save_dir = cluster.workdir / TWO_NODE_RUN / "checkpoints"
+    writes = [
+        [cluster.workdir / p for p in (folder / f"writes.rank{r}.txt").read_text().splitlines()]
+        for r in range(4)
+    ]
+    assert any(save_dir in p.parents and p.suffix == ".pt" for p in writes[0]), writes[0]
+    for rank in (1, 2, 3):
+        assert not [p for p in writes[rank] if save_dir in p.parents], (rank, writes[rank])
+
+
+def test_a_cancelled_two_node_training_resumes(cluster: Cluster, rehearsal: Rehearsal):
+    """The preemption: scancel after the first mid-epoch checkpoint; the retry continues
+    the update count from it, on both nodes again."""
+    rehearsal.run.check()
+    history = (cluster.workdir / TWO_NODE_RUN / "train.log").read_text()
+    attempts = history.split(ATTEMPT)[1:]
+    assert len(attempts) == 2, [a[:300] for a in attempts]
+    loaded = LOADED_RE.findall(attempts[1])
+    assert len(loaded) == 1, attempts[1][-3000:]
+    epoch, at = (int(x) for x in loaded[0])
+    assert at >= 4, loaded
+    updates = [int(n) for n in re.findall(r"num_updates=(\d+)", attempts[1])]
+    assert updates[0] == at + 1, updates[:5]
+    assert "training on 4 devices" in attempts[1]
+    status = json.loads((cluster.workdir / TWO_NODE_RUN / "status.json").read_text())
+    assert status["status"] == "completed" and status["num_updates"] == max(updates)
