@@ -460,16 +460,22 @@ class Monitor:
             )
         if (stall := self._fails_to_train()) is not None:
             assert self.unigram is not None
-            base = (f"not below the target unigram's {self.unigram.bits:.3f} bits - margin "
-                    f"{self.criterion.unigram_margin}")  # fmt: skip
+            c = self.criterion
+            base = (
+                f"is not {c.unigram_margin} bits below the target unigram's {self.unigram.bits:.3f}"
+            )
             if stall["best_nll"] < stall["limit"]:
-                reason = (f"fell back to the unigram plateau: valid nll_loss {stall['valid_nll']} "
-                          f"at update {stall['update']} (best {stall['best_nll']} at update "
-                          f"{stall['best_update']}) is {base}")  # fmt: skip
+                reason = (
+                    f"fell back to the unigram plateau: valid nll_loss {stall['valid_nll']} at "
+                    f"update {stall['update']} {base} (best {stall['best_nll']} at update "
+                    f"{stall['best_update']})"
+                )
             else:
-                reason = (f"fails to train: best valid nll_loss {stall['best_nll']} (update "
-                          f"{stall['best_update']}) is {base}, at update {stall['update']} "
-                          f"(warm-up {self.criterion.warmup_updates} updates)")  # fmt: skip
+                reason = (
+                    f"fails to train: best valid nll_loss {stall['best_nll']} (update "
+                    f"{stall['best_update']}) {base}, at update {stall['update']} "
+                    f"(judged from update {c.stall_from}: {c.stall_after_warmup} x warm-up)"
+                )
             return self._verdict(True, reason, stall=stall)
         return None
 
@@ -505,7 +511,9 @@ class Monitor:
     def finish(self) -> Verdict:
         """The verdict on the run as the log leaves it."""
         verdict = self._diverged()
-        first = self.first.to_json() if self.first else None
+        first = None
+        if self.first is not None:  # where a live monitor said it first
+            first = {"reason": self.first.reason, "update": self.first.evidence["updates"]}
         if verdict is not None:
             return Verdict(True, verdict.reason, {**verdict.evidence, "first_verdict": first})
         return Verdict(False, self._healthy_reason(), {**self.evidence(), "first_verdict": first})

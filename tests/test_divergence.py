@@ -197,6 +197,47 @@ def test_short_transients_are_no_storm():
     assert verdict.evidence["overflow"]["peak_window_overflows"] == 14
 
 
+def test_a_storm_that_passed_is_judged_by_the_end_state():
+    """Left to train on (no early stop), a run is judged as the log leaves it; where the
+    monitor first said "diverged" stays in the evidence."""
+    m = Monitor(Criterion(overflow_window=8, overflow_share=0.5, log_interval=1))
+    said = [
+        m.feed(line) for line in [_inner(1)] + [OVERFLOW] * 4 + [_inner(u) for u in range(2, 12)]
+    ]
+    assert [i for i, v in enumerate(said) if v] == [4]
+    verdict = m.finish()
+    assert not verdict.diverged
+    assert verdict.evidence["first_verdict"] == {"reason": said[4].reason, "update": 1}
+
+
+INCONSISTENT = [
+    "FloatingPointError: Fatal error: gradients are inconsistent between workers. Try "
+    "--ddp-backend=legacy_ddp.",
+    "grad_norm across the workers:",
+    "rank   0 = {0}",
+    "rank   1 = {1}",
+]
+
+
+def test_nonfinite_errors_as_fairseq_raises_them():
+    c = Criterion()
+    nan_ranks = [line.format("nan", "1.5") for line in INCONSISTENT]
+    verdict = judge(nan_ranks, c)
+    assert verdict.diverged and "gradient norms across workers: nan, 1.5" in verdict.reason
+    # Finite but different norms are a bug, not divergence.
+    assert not judge([line.format("1.5", "1.25") for line in INCONSISTENT], c).diverged
+    scale = (
+        "FloatingPointError: Minimum loss scale reached (0.0001). Your loss is probably exploding."
+    )
+    assert judge([_inner(3), scale], c).reason.startswith(
+        "non-finite: Minimum loss scale reached (0.0001)"
+    )
+    assert judge([_inner(3).replace("loss=9.0", "loss=inf")], c).reason == (
+        "non-finite: train_inner loss became inf at update 3"
+    )
+    assert not judge(["FloatingPointError: something else"], c).diverged
+
+
 def _baseline(bits: float) -> UnigramBaseline:
     return UnigramBaseline(bits, 1000, 40, 10000, 64, "train.x-y.y -> valid.x-y.y")
 
@@ -338,6 +379,7 @@ def test_a_real_overflow_storm_is_diverged_and_stopped_at_once(tiny_databin, tmp
         "overflowed_steps": 8, "window_steps": 8, "update": 0, "loss_scale": 2**28,
     }  # fmt: skip
     assert verdict.evidence["first_verdict"]["reason"].startswith("fp16 overflow storm: 4 of")
+    assert verdict.evidence["first_verdict"]["update"] == 0
     json.dumps(verdict.to_json())  # the evidence is JSON-able
 
     # Live: the verdict comes at the 4th overflow (4 of the last 8 steps), and fairseq,
@@ -411,3 +453,13 @@ def test_a_real_healthy_run_is_not_flagged(tiny_databin, tmp_path, unigram):
     valid = parse(text.splitlines()).valid_curve()
     assert all(p.nll_loss < unigram.bits - TINY_MARGIN for p in valid if p.num_updates >= 60)
     assert verdict.evidence["valid"]["best_nll"] == min(p.nll_loss for p in valid)
+    # The CLI gives the same verdict, as JSON.
+    (tmp_path / "train.log").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "admin.divergence", "--log", tmp_path / "train.log",
+         "--data-bin", tiny_databin, "--hparams", json.dumps(QUICK),
+         "--unigram-margin", str(TINY_MARGIN)],
+        cwd=REPO, env=step_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(json.dumps(verdict.to_json()))
