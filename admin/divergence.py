@@ -61,7 +61,7 @@ class Criterion:
 
     overflow_window: int = 1000  # optimizer steps (updates + skipped overflow steps)
     overflow_share: float = 0.5  # of those, at least this share overflowed: a storm
-    unigram_margin: float = 0.5  # bits per token below the unigram cross-entropy
+    unigram_margin: float | None = 0.5  # bits below the unigram; None: training not judged
     stall_after_warmup: float = 2.0  # the training test starts at this many warm-ups
     warmup_updates: int = 0  # the recipe's
     log_interval: int = FAIRSEQ_LOG_INTERVAL  # the recipe's (bounds the unlogged updates)
@@ -70,7 +70,7 @@ class Criterion:
         checks = {
             "overflow_window": self.overflow_window >= 1,
             "overflow_share": 0 < self.overflow_share <= 1,
-            "unigram_margin": math.isfinite(self.unigram_margin),
+            "unigram_margin": self.unigram_margin is None or math.isfinite(self.unigram_margin),
             "stall_after_warmup": self.stall_after_warmup >= 0,
             "warmup_updates": self.warmup_updates >= 0,
             "log_interval": self.log_interval >= 1,
@@ -435,10 +435,11 @@ class Monitor:
         }
 
     def _fails_to_train(self) -> dict[str, Any] | None:
-        if self.unigram is None or not self.valid:
+        margin = self.criterion.unigram_margin
+        if self.unigram is None or margin is None or not self.valid:
             return None
         update, nll = self.valid[-1]
-        limit = self.unigram.bits - self.criterion.unigram_margin
+        limit = self.unigram.bits - margin
         if update < self.criterion.stall_from or nll < limit:
             return None
         best_update, best = min(self.valid, key=lambda v: v[1])
@@ -519,8 +520,8 @@ class Monitor:
         return Verdict(False, self._healthy_reason(), {**self.evidence(), "first_verdict": first})
 
     def _healthy_reason(self) -> str:
-        if self.unigram is None:
-            return "no non-finite loss or overflow storm (no unigram baseline: training not judged)"
+        if self.unigram is None or self.criterion.unigram_margin is None:
+            return "no non-finite loss or overflow storm (training not judged: no unigram test)"
         if not self.valid:
             return "no validation logged: training not judged"
         best_update, best = min(self.valid, key=lambda v: v[1])

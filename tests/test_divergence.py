@@ -261,6 +261,10 @@ def test_fails_to_train_only_after_the_warm_up_grace():
     assert not verdict.diverged and verdict.reason.startswith("trains")
     # A run that trained and fell back onto the plateau diverged.
     assert m.feed(_valid(400, 8.4)).reason.startswith("fell back to the unigram plateau")
+    # unigram_margin None switches the test off.
+    m = Monitor(Criterion(warmup_updates=100, unigram_margin=None), _baseline(8.0))
+    assert m.feed(_valid(300, 9.0)) is None
+    assert m.finish().reason.startswith("no non-finite loss or overflow storm (training not")
     # A run shorter than the grace is not judged on training.
     m = Monitor(c, _baseline(8.0))
     m.feed(_valid(150, 9.0))
