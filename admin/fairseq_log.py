@@ -1,13 +1,20 @@
-"""Read what ``fairseq-train`` printed: progress, loss curves and divergence.
+"""Read what ``fairseq-train`` printed: progress, loss curves, fp16 overflows, divergence.
 
 fairseq 0.12 with ``--log-format simple`` prints three kinds of progress line::
 
-    ... | train_inner | epoch 001:      3 / 15 loss=12.9, ..., num_updates=3, ...
-    ... | train | epoch 001 | loss 13.187 | ... | num_updates 15 | ...
+    ... | train_inner | epoch 001:      3 / 15 loss=12.9, nll_loss=12.8, ..., num_updates=3, ...
+    ... | train | epoch 001 | loss 13.187 | nll_loss 13.1 | ... | num_updates 15 | ...
     ... | valid | epoch 001 | valid on 'valid' subset | loss 12.727 | ... | num_updates 15
 
-The training step uses this to fill ``status.json`` and to tell divergence from
-a crash; the plots use it for the loss curves.  No fairseq import here.
+and, under ``--fp16``, one line per optimizer step whose gradients overflowed (the
+step is skipped: no update is counted)::
+
+    ... | NOTE: gradient overflow detected, ignoring gradient, setting loss scale to: 64.0
+
+:func:`read_line` turns one line into an event; :func:`parse` collects a whole
+log; :mod:`admin.divergence` judges a run from the same events, line by line.
+The training step uses this to fill ``status.json``; the plots use it for the
+loss curves.  No fairseq import here.
 """
 
 from __future__ import annotations
@@ -17,16 +24,27 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_INNER = re.compile(r"\| train_inner \| epoch (\d+):.*?\bloss=([^,\s]+).*?\bnum_updates=(\d+)")
+_INNER = re.compile(r"\| train_inner \| epoch (\d+):(.*)$")
+_INNER_FIELD = re.compile(r"\b(\w+)=([^,\s]+)")
 _EPOCH = re.compile(r"\| (train|valid) \| epoch (\d+) \|(.*)$")
 _FIELD = re.compile(r"\|\s*(\w+) ([^|]+?)\s*(?=\||$)")
 _LOADED = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
+_FRESH = "No existing checkpoint found"
 _WORLD = re.compile(r"training on (\d+) devices")
+# fairseq 0.12 ("NOTE: gradient overflow ...") and 0.9, the paper's ("| WARNING: overflow ...").
+_OVERFLOW = re.compile(
+    r"(?:NOTE: gradient|\| WARNING:) overflow detected, (?:ignoring gradient)?"
+    r"(?:.*?setting loss scale to: (\S+))?"
+)
+
+# Written by admin.train before each attempt's output in the run's history file.
+ATTEMPT_MARKER = "==== admin.train attempt"
 
 # What fairseq raises or logs when the loss or the gradients stop being finite.
 # On several ranks a NaN gradient norm surfaces as "gradients are inconsistent
 # between workers" (the consistency check runs before the finiteness check),
 # so that message counts only when the per-rank norms it lists are nan/inf.
+_FLOATING_POINT = "FloatingPointError:"
 _NONFINITE_GRADS = "gradients are Nan/Inf"
 _MIN_LOSS_SCALE = "Minimum loss scale reached"
 _INCONSISTENT = "gradients are inconsistent between workers"
@@ -38,6 +56,112 @@ class Point:
     epoch: int
     num_updates: int
     loss: float
+    nll_loss: float | None = None  # base 2, per target token (absent for some criteria)
+    lr: float | None = None
+    loss_scale: float | None = None  # fp16/amp only
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A ``train_inner``, ``train`` (end of epoch) or ``valid`` line."""
+
+    kind: str
+    point: Point
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """One skipped optimizer step: fp16 gradients overflowed."""
+
+    loss_scale: float | None  # the scale fairseq set after the overflow
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """fairseq resumed from a checkpoint (``epoch`` is the epoch it resumes into)."""
+
+    epoch: int
+    num_updates: int
+
+
+@dataclass(frozen=True)
+class FreshStart:
+    """fairseq found no checkpoint: training starts from initialisation."""
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    size: int
+
+
+@dataclass(frozen=True)
+class FloatingPoint:
+    """A ``FloatingPointError`` line (the message after the colon)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class RankNorm:
+    """One ``rank N = norm`` line of fairseq's inconsistent-gradients report."""
+
+    norm: float
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """admin.train's marker before an attempt's output."""
+
+
+Event = (
+    Progress | Overflow | Loaded | FreshStart | WorldSize | FloatingPoint | RankNorm | AttemptStart
+)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _optional(fields: dict[str, str], key: str) -> float | None:
+    return _number(fields[key]) if fields.get(key, "None") != "None" else None
+
+
+def _point(epoch: str, fields: dict[str, str]) -> Point | None:
+    # An epoch without a single update (every step overflowed) logs "loss None".
+    if not fields.get("num_updates", "").isdigit() or fields.get("loss", "None") == "None":
+        return None
+    return Point(
+        int(epoch), int(fields["num_updates"]), _number(fields["loss"]),
+        _optional(fields, "nll_loss"), _optional(fields, "lr"), _optional(fields, "loss_scale"),
+    )  # fmt: skip
+
+
+def read_line(line: str) -> Event | None:
+    """The event one line of fairseq-train's output (or admin.train's marker) carries."""
+    if m := _INNER.search(line):
+        point = _point(m[1], dict(_INNER_FIELD.findall(m[2])))
+        return Progress("train_inner", point) if point else None
+    if m := _EPOCH.search(line):
+        point = _point(m[2], dict(_FIELD.findall("|" + m[3])))
+        return Progress(m[1], point) if point else None
+    if m := _OVERFLOW.search(line):
+        return Overflow(_number(m[1]) if m[1] else None)
+    if _FLOATING_POINT in line:
+        return FloatingPoint(line.split(_FLOATING_POINT, 1)[1].strip())
+    if m := _RANK_NORM.search(line):
+        return RankNorm(_number(m[1]))
+    if m := _LOADED.search(line):
+        return Loaded(int(m[1]), int(m[2]))
+    if _FRESH in line:
+        return FreshStart()
+    if m := _WORLD.search(line):
+        return WorldSize(int(m[1]))
+    if line.startswith(ATTEMPT_MARKER):
+        return AttemptStart()
+    return None
 
 
 @dataclass
@@ -49,6 +173,7 @@ class TrainLog:
     valid: list[Point] = field(default_factory=list)
     loaded: tuple[int, int] | None = None  # (epoch, num_updates) as fairseq logs a resume
     world_size: int | None = None
+    overflows: int = 0  # skipped fp16 steps
 
     @property
     def num_updates(self) -> int:
@@ -82,29 +207,42 @@ def _dedupe(points: list[Point]) -> list[Point]:
     return [by_update[k] for k in sorted(by_update)]
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def parse(lines: Iterable[str]) -> TrainLog:
     log = TrainLog()
+    lists = {"train_inner": log.train_inner, "train": log.train_epochs, "valid": log.valid}
     for line in lines:
-        if m := _INNER.search(line):
-            log.train_inner.append(Point(int(m[1]), int(m[3]), _number(m[2])))
-        elif m := _EPOCH.search(line):
-            fields = dict(_FIELD.findall("|" + m[3]))
-            if "loss" not in fields or "num_updates" not in fields:
-                continue
-            point = Point(int(m[2]), int(fields["num_updates"]), _number(fields["loss"]))
-            (log.train_epochs if m[1] == "train" else log.valid).append(point)
-        elif m := _LOADED.search(line):
-            log.loaded = (int(m[1]), int(m[2]))
-        elif m := _WORLD.search(line):
-            log.world_size = int(m[1])
+        event = read_line(line)
+        if isinstance(event, Progress):
+            lists[event.kind].append(event.point)
+        elif isinstance(event, Overflow):
+            log.overflows += 1
+        elif isinstance(event, Loaded):
+            log.loaded = (event.epoch, event.num_updates)
+        elif isinstance(event, WorldSize):
+            log.world_size = event.size
     return log
+
+
+def attempts(text: str) -> list[str]:
+    """A run history's attempts, in order, each with its marker line (if it has one)."""
+    parts = re.split(rf"(?m)^(?={re.escape(ATTEMPT_MARKER)})", text)
+    return [p for p in parts if p]
+
+
+def nonfinite_error(message: str, rank_norms: Iterable[float] = ()) -> str | None:
+    """The divergence a ``FloatingPointError`` message reports, or ``None`` for another error.
+
+    ``rank_norms`` are the per-rank gradient norms fairseq lists after an
+    inconsistent-gradients error; that error is divergence only when one is nan/inf.
+    """
+    if _MIN_LOSS_SCALE in message or _NONFINITE_GRADS in message:
+        return message
+    if _INCONSISTENT in message:
+        norms = list(rank_norms)
+        if norms and not all(math.isfinite(v) for v in norms):
+            listed = ", ".join(str(v) for v in norms)
+            return f"{_NONFINITE_GRADS} (gradient norms across workers: {listed})"
+    return None
 
 
 def divergence_reason(text: str, log: TrainLog | None = None) -> str | None:
@@ -113,18 +251,14 @@ def divergence_reason(text: str, log: TrainLog | None = None) -> str | None:
     ``text`` is one attempt's output.  Divergence is fairseq's non-finite
     gradient check, its minimum fp16 loss scale, or a logged non-finite loss.
     Any other ``FloatingPointError`` is left to the caller as a failure.
+    (:mod:`admin.divergence` adds the paper's criteria: overflow storms and
+    runs that fail to train.)
     """
-    for line in text.splitlines():
-        if "FloatingPointError:" not in line:
-            continue
-        message = line.split("FloatingPointError:", 1)[1].strip()
-        if _MIN_LOSS_SCALE in message or _NONFINITE_GRADS in message:
-            return message
-        if _INCONSISTENT in message:
-            norms = [_number(v) for v in _RANK_NORM.findall(text)]
-            if norms and not all(math.isfinite(v) for v in norms):
-                listed = ", ".join(str(v) for v in norms)
-                return f"{_NONFINITE_GRADS} (gradient norms across workers: {listed})"
+    events = [read_line(line) for line in text.splitlines()]
+    norms = [e.norm for e in events if isinstance(e, RankNorm)]
+    for event in events:
+        if isinstance(event, FloatingPoint) and (reason := nonfinite_error(event.message, norms)):
+            return reason
     log = log if log is not None else parse(text.splitlines())
     for point in (*log.train_inner, *log.train_epochs, *log.valid):
         if not math.isfinite(point.loss):
