@@ -326,7 +326,7 @@ def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
                 _gpus_as_cpu_processes(layer.get("resources") or {})
     if settings["device"] == "cpu":
         _gpus_as_cpu_processes(out.get("resources") or {})
-    out["divergence"] = {**out.get("divergence", {}), "judge_training": False}
+    out["divergence"] = {**out.get("divergence", {}), "unigram_margin": None}
     return out
 
 

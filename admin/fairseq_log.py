@@ -243,24 +243,3 @@ def nonfinite_error(message: str, rank_norms: Iterable[float] = ()) -> str | Non
             listed = ", ".join(str(v) for v in norms)
             return f"{_NONFINITE_GRADS} (gradient norms across workers: {listed})"
     return None
-
-
-def divergence_reason(text: str, log: TrainLog | None = None) -> str | None:
-    """Why this attempt diverged, or ``None`` if nothing in ``text`` says it did.
-
-    ``text`` is one attempt's output.  Divergence is fairseq's non-finite
-    gradient check, its minimum fp16 loss scale, or a logged non-finite loss.
-    Any other ``FloatingPointError`` is left to the caller as a failure.
-    (:mod:`admin.divergence` adds the paper's criteria: overflow storms and
-    runs that fail to train.)
-    """
-    events = [read_line(line) for line in text.splitlines()]
-    norms = [e.norm for e in events if isinstance(e, RankNorm)]
-    for event in events:
-        if isinstance(event, FloatingPoint) and (reason := nonfinite_error(event.message, norms)):
-            return reason
-    log = log if log is not None else parse(text.splitlines())
-    for point in (*log.train_inner, *log.train_epochs, *log.valid):
-        if not math.isfinite(point.loss):
-            return f"loss became {point.loss} at update {point.num_updates}"
-    return None

@@ -24,8 +24,14 @@ averaging window (``--average-last``/``--average-upper-bound``) will read,
 History.  Every attempt is appended to ``RUN/checkpoints/train.log`` (which survives a
 failed job, like the checkpoints) and ``--log`` is that whole history.
 
-Exit 0 with ``status.json`` = ``completed`` or ``diverged`` (:mod:`admin.divergence`);
-any other failure exits non-zero and writes no status.
+Divergence.  :mod:`admin.divergence` judges the run while fairseq trains (non-finite
+loss, an fp16 overflow storm, a run that fails to train: docs/divergence.md), from the
+settings in ``--divergence``; with ``stop_early`` (the default) fairseq is stopped at
+the first verdict instead of burning the rest of its budget.  The status records the
+verdict's evidence.
+
+Exit 0 with ``status.json`` = ``completed`` or ``diverged``; any other failure exits
+non-zero and writes no status.
 """
 
 from __future__ import annotations
@@ -41,11 +47,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from admin import divergence
 from admin import run_folder as rf
 from admin.cli import run_cli
 from admin.errors import AdminError
 from admin.fairseq_command import parse_json_object, run_logged, train_argv
-from admin.fairseq_log import TrainLog, divergence_reason, parse
+from admin.fairseq_log import ATTEMPT_MARKER, TrainLog, parse
 from admin.launch import (
     MODES,
     Launch,
@@ -57,7 +64,7 @@ from admin.launch import (
 from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, update_freq
 from admin.variants import fairseq_flags, needs_profile
 
-ATTEMPT = "==== admin.train attempt"
+ATTEMPT = ATTEMPT_MARKER
 SAVED = "Saved checkpoint "
 
 
@@ -253,9 +260,19 @@ def fairseq_options(
     return options
 
 
-def judge(history: str, log: TrainLog) -> tuple[str | None, dict[str, Any]]:
-    """(divergence reason or None, evidence) of the run's history since its fresh start."""
-    return divergence_reason(history, log), {}
+def divergence_monitor(
+    recipe: rf.Recipe, runtime: Mapping[str, Any], settings: Mapping[str, Any], data_bin: Path
+) -> tuple[divergence.Monitor, bool]:
+    """The live judge of this run (:mod:`admin.divergence`) and whether to stop it at
+    its first verdict (``stop_early``, default true)."""
+    settings = dict(settings)
+    stop_early = bool(settings.pop("stop_early", True))
+    hparams = {**recipe.identity["hparams"], **runtime}
+    criterion = divergence.Criterion.for_recipe(hparams, settings)
+    unigram = None
+    if criterion.unigram_margin is not None:
+        unigram = divergence.unigram_baseline(data_bin)
+    return divergence.Monitor(criterion, unigram), stop_early
 
 
 @dataclass
@@ -304,6 +321,7 @@ def train(req: Request) -> dict[str, Any]:
 
     # Launcher errors (e.g. --nnodes without SLURM) stop here, before the folder is touched.
     base_cmd = command(req.launch, argv + device_flags(req.launch))
+    monitor, stop_early = divergence_monitor(recipe, req.runtime, req.divergence, req.data_bin)
     folder.path.mkdir(parents=True, exist_ok=True)
     notes: list[str] = [req.device_note] if req.device_note else []
     with rf.TrainerLock(folder, say=notes.append):
@@ -319,9 +337,16 @@ def train(req: Request) -> dict[str, Any]:
                 handle.write(f"admin.train: {note}\n")
         for note in notes:
             print(f"admin.train: {note}", file=sys.stderr)
-        if plan.judge_only:
+        # The history so far (a resumed run) is judged first: a run already found
+        # diverged and stopped is not started again.
+        with open(folder.history, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                monitor.feed(line)
+        stopped = stop_early and monitor.first is not None
+        if plan.judge_only or stopped:
+            why = "already at its stop conditions" if plan.judge_only else "diverged before"
             with open(folder.history, "a", encoding="utf-8") as handle:
-                handle.write(f"{ATTEMPT} {stamp}: already at its stop conditions; judged only\n")
+                handle.write(f"{ATTEMPT} {stamp}: {why}; judged only\n")
             req.log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder.history, req.log)
             code, attempt = 0, ""
@@ -333,28 +358,37 @@ def train(req: Request) -> dict[str, Any]:
             req.log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder.history, req.log)
             pruner = CheckpointPruner(folder, *req.window, say=print)
-            code = run_logged(
-                cmd, [folder.history, req.log], env=base_cmd.env, on_line=pruner.on_line
-            )
+
+            def on_line(line: str) -> bool:
+                pruner.on_line(line)
+                verdict = monitor.feed(line)
+                # a verdict stops fairseq (SIGTERM) when stopping early
+                return verdict is not None and stop_early
+
+            code = run_logged(cmd, [folder.history, req.log], env=base_cmd.env, on_line=on_line)
             pruner.prune()
+            stopped = stop_early and monitor.first is not None
             with open(folder.history, encoding="utf-8", errors="replace") as handle:
                 handle.seek(offset)
                 attempt = handle.read()
+            if stopped:
+                with open(folder.history, "a", encoding="utf-8") as handle:
+                    handle.write(f"admin.train: stopped: {monitor.first.reason}\n")
 
-        history_text = folder.history.read_text(encoding="utf-8", errors="replace")
-        progress = parse(history_text.splitlines())
-        reason, evidence = judge(history_text, progress)
-        if reason is None and code != 0:
+        verdict = monitor.first if stopped else monitor.finish()
+        progress = _history(folder)
+        if not verdict.diverged and code != 0:
             raise TrainingFailed(code, req.log)
-        if reason is None and not plan.judge_only and "done training" not in attempt:
+        if not (verdict.diverged or plan.judge_only or "done training" in attempt):
             raise AdminError(f"fairseq-train exited 0 but did not finish training; see {req.log}")
-        status = rf.COMPLETED if reason is None else rf.DIVERGED
+        status = rf.DIVERGED if verdict.diverged else rf.COMPLETED
         fields = {
             "recipe_id": recipe.id,
             "num_updates": progress.num_updates,
             "epochs": progress.epochs,
-            "reason": reason or "reached its stop conditions",
-            "evidence": evidence,
+            "reason": verdict.reason,
+            "stopped_early": stopped,
+            "evidence": verdict.evidence,
             "stop": req.stop,
             "world_size": progress.world_size or req.launch.world_size,
         }

@@ -47,7 +47,6 @@ from tests.slurm_support import (
     job_stats,
     local_cluster_config,
     require_slurm,
-    run_snakemake,
     snakemake_env,
     squeue_fields,
     submissions,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from admin import profiling
-from admin.fairseq_log import divergence_reason, parse
+from admin.fairseq_log import parse
 from admin.train import restore_flags
 from tests import steps_support
 from tests.conftest import REPO
@@ -163,43 +163,6 @@ def test_bad_input_exits_2_before_fairseq(tmp_path, tiny_databin):
             "--device", "cpu"]  # fmt: skip
     proc = run_step("train", *args)
     assert proc.returncode == 2 and "was edited" in proc.stderr, proc.stderr
-
-
-# --- what counts as divergence (text as fairseq prints it) ---------------------------
-
-TRACEBACK = """\
-Traceback (most recent call last):
-  File "fairseq/trainer.py", line 970, in train_step
-    raise FloatingPointError("gradients are Nan/Inf")
-FloatingPointError: gradients are Nan/Inf
-"""
-MIN_SCALE = (
-    "FloatingPointError: Minimum loss scale reached (0.0001). Your loss is probably exploding. "
-    "Try lowering the learning rate, using gradient clipping or increasing the batch size.\n"
-)
-INCONSISTENT = """\
-FloatingPointError: Fatal error: gradients are inconsistent between workers. Try --ddp-backend=legacy_ddp. Or are you mixing up different generation of GPUs in training?
---------------------------------------------------------------------------------
-grad_norm across the workers:
-rank   0 = {0}
-rank   1 = {1}
---------------------------------------------------------------------------------
-"""  # noqa: E501
-
-
-def test_divergence_reasons():
-    assert divergence_reason(TRACEBACK) == "gradients are Nan/Inf"
-    assert divergence_reason(MIN_SCALE).startswith("Minimum loss scale reached (0.0001)")
-    assert "gradients are Nan/Inf" in divergence_reason(INCONSISTENT.format("nan", "nan"))
-    # Finite but different norms are a real inconsistency (a bug), not divergence.
-    assert divergence_reason(INCONSISTENT.format("1.5", "1.25")) is None
-    inner = (
-        "| INFO | train_inner | epoch 001:      3 / 6 loss=nan, nll_loss=nan, num_updates=3, lr=1"
-    )
-    assert divergence_reason(inner) == "loss became nan at update 3"
-    assert divergence_reason("RuntimeError: CUDA out of memory") is None
-    # fp16's skipped overflow steps are routine, not divergence.
-    assert divergence_reason("NOTE: gradient overflow detected, ignoring gradient") is None
 
 
 def _zip(path: Path) -> None:
