@@ -153,12 +153,24 @@ class Plan:
     messages: list[str] = field(default_factory=list)
 
 
+def finished_alike(finished: Mapping[str, Any] | None, end: Mapping[str, Any]) -> bool:
+    """Whether a run that finished under ``finished`` needs no more training for ``end``
+    (its stop conditions, averaging window and divergence settings): it reached the same
+    stop conditions with the same window, and it was not cut short by a verdict that
+    other divergence settings might not give.  Its history is then only judged again."""
+    if finished is None:
+        return False
+    prior = finished.get("end") or {}
+    if prior.get("stop") != end["stop"] or prior.get("window") != end["window"]:
+        return False
+    return not finished.get("stopped_early") or prior.get("divergence") == end["divergence"]
+
+
 def plan_resume(folder: rf.RunFolder, recipe: rf.Recipe, end: Mapping[str, Any]) -> Plan:
     """Resume, start afresh or only judge (module docstring); moves stale state aside.
 
-    ``end`` is what decides where a finished run ends: its stop conditions, averaging
-    window and divergence settings.  A run that finished under the same ``end`` is only
-    judged again (its checkpoints may have been pruned after scoring)."""
+    A run that finished alike (:func:`finished_alike`) is only judged again (its
+    checkpoints may have been pruned after scoring)."""
     if not rf.has_training_state(folder):
         return Plan(fresh=True)
     record = rf.read_record(folder)
@@ -169,7 +181,7 @@ def plan_resume(folder: rf.RunFolder, recipe: rf.Recipe, end: Mapping[str, Any])
         why = f"its checkpoints were trained under recipe {record.get('recipe_id')}"
     else:
         finished = record.get("finished")
-        if finished is not None and finished.get("end") == end:
+        if finished_alike(finished, end):
             return Plan(fresh=False, judge_only=True)
         progress = _history(folder)
         why = past_stop(progress, end["stop"])
@@ -392,7 +404,8 @@ def train(req: Request) -> dict[str, Any]:
             "stop": req.stop,
             "world_size": progress.world_size or req.launch.world_size,
         }
-        rf.update_record(folder, finished={"end": req.end, "status": status, "at": _now()})
+        rf.update_record(folder, finished={"end": req.end, "status": status,
+                                           "stopped_early": stopped, "at": _now()})  # fmt: skip
         return rf.write_status(req.status, recipe.key, status, **fields)
 
 

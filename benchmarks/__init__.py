@@ -39,4 +39,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.checkpoint_averaging",
         "admin.average over 10 checkpoints: time and peak memory",
     ),
+    "rehearsal": (
+        "benchmarks.rehearsal",
+        "the rehearsal of paper_all on the local two-node SLURM cluster: wall time",
+    ),
 }

@@ -272,6 +272,9 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 GresTypes=gpu
 SchedulerType=sched/backfill
+# Backfill every 5 s (default 30): the tests' jobs last seconds, and a small job should
+# not wait half a minute beside an idle node.
+SchedulerParameters=bf_interval=5
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none

@@ -342,7 +342,9 @@ def workflow_rules(snakefile: Path = REPO / "Snakefile") -> tuple[set[str], set[
 # What a user of a small cluster writes to run the presets there: the two local nodes have
 # 2 CPUs, about 12 GB and 2 GPUs each. Training keeps each preset's nodes (En-Fr 60-12 on
 # both), with 2 GPUs per node where the preset has more (update_freq keeps the batch).
-_SMALL = {"cpus": 1, "mem_mb": 1000, "runtime": 30}
+# Short time limits, as a user of such a cluster sets them, let SLURM's backfill start a
+# small job on an idle node while a two-node job waits for both.
+_SMALL = {"cpus": 1, "mem_mb": 1000, "runtime": 5}
 
 
 def local_cluster_config() -> dict[str, Any]:
@@ -352,9 +354,9 @@ def local_cluster_config() -> dict[str, Any]:
     per_dataset = {
         "resources": {
             **{rule: dict(_SMALL) for rule in data_rules},
-            "profile": {"cpus": 1, "mem_mb": 1500, "runtime": 15, "gpus": 1, "nodes": 1},
-            "train": {"cpus": 2, "mem_mb": 3000, "runtime": 30, "gpus": 2, "nodes": 1},
-            "evaluate": {"cpus": 1, "mem_mb": 1500, "runtime": 15, "gpus": 1},
+            "profile": {"cpus": 1, "mem_mb": 1500, "runtime": 5, "gpus": 1, "nodes": 1},
+            "train": {"cpus": 2, "mem_mb": 3000, "runtime": 10, "gpus": 2, "nodes": 1},
+            "evaluate": {"cpus": 1, "mem_mb": 1500, "runtime": 5, "gpus": 1},
         }
     }
     experiments = {name: per_dataset for name in ("wmt14_en_de", "wmt14_en_fr")}
@@ -362,7 +364,7 @@ def local_cluster_config() -> dict[str, Any]:
     experiments["iwslt14_de_en"] = deep_update(per_dataset, {"resources": {
         "train": {"cpus": 1, "gpus": 1}}})  # fmt: skip
     experiments["wmt14_en_fr"] = deep_update(per_dataset, {"by_depth": {"60-12": {
-        "resources": {"train": {"cpus": 2, "mem_mb": 3000, "runtime": 30, "gpus": 2,
+        "resources": {"train": {"cpus": 2, "mem_mb": 3000, "runtime": 10, "gpus": 2,
                                 "nodes": 2}}}}})  # fmt: skip
     return {"resources": {rule: dict(_SMALL) for rule in data_rules},
             "experiments": experiments}  # fmt: skip

@@ -47,6 +47,7 @@ from tests.slurm_support import (
     job_stats,
     local_cluster_config,
     require_slurm,
+    run_snakemake,
     snakemake_env,
     squeue_fields,
     submissions,
@@ -303,3 +304,176 @@ def test_a_cancelled_two_node_training_resumes(cluster: Cluster, rehearsal: Rehe
     assert "training on 4 devices" in attempts[1]
     status = json.loads((cluster.workdir / TWO_NODE_RUN / "status.json").read_text())
     assert status["status"] == "completed" and status["num_updates"] == max(updates)
+
+
+# --- fault drills ---------------------------------------------------------------------
+
+
+def _processes(workdir: Path, run: Path, needle: str = "admin.") -> list[int]:
+    """Live processes of ``run``'s training (admin.train and its ranks), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = (entry / "cwd").resolve()
+        except OSError:
+            continue
+        if cwd == workdir.resolve() and needle in cmdline and str(run) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _elapsed(job: str) -> int:
+    """Seconds a job has run (squeue's %M: [D-][H:]M:SS)."""
+    text = squeue_fields(job, "%M")
+    days, _, clock = text.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
+def _attempts(run_dir: Path) -> list[str]:
+    return (run_dir / "checkpoints" / "train.log").read_text().split(ATTEMPT)[1:]
+
+
+@dataclass
+class KilledDrill:
+    job: str
+    refused: str
+    second: Run
+    third: Run
+    run_dir: Path
+
+
+@pytest.fixture(scope="module")
+def killed_snakemake(cluster: Cluster, rehearsal: Rehearsal) -> KilledDrill:
+    """Snakemake killed while its training job runs; started again while that job still
+    holds the run; the job then killed by its SLURM time limit mid-epoch; started again."""
+    run = RESULTS / "postln" / "2-2" / "seed7"
+    run_dir = cluster.workdir / run
+    config = ["variants=[postln]", "depths=[2-2]", "seeds=[7]", "rehearsal_settings={epochs: 40}"]
+    args = cluster.args("paper_wmt14_en_fr", config=config)
+    first_log = cluster.base / "killed-first.log"
+    first = _start(cluster, args, first_log)
+    stopped: list[int] = []
+    try:
+        _wait(lambda: list((run_dir / "checkpoints").glob("checkpoint_*_*.pt")), 900,
+              "a mid-epoch checkpoint of the drill's run", first)  # fmt: skip
+        # Freeze the trainer right there (it still holds the run), then kill Snakemake.
+        stopped = _processes(cluster.workdir, run)
+        assert stopped, "no training process found"
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        job = _train_job(first_log, run_dir)
+        assert job and squeue_fields(job, "%T") == "RUNNING", job
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        unlock = run_snakemake([*args, "--unlock"], cwd=REPO, timeout=300)
+        assert unlock.returncode == 0, unlock.stderr[-3000:]
+
+        t0 = time.monotonic()
+        second = run_snakemake(args, cwd=REPO, timeout=900)
+        second_run = Run(second.returncode, second.stdout + second.stderr,
+                         time.monotonic() - t0)  # fmt: skip
+        refused = (cluster.workdir / "rehearsal" / "logs" / DATASET / "postln" / "2-2" /
+                   "seed7" / "train.log").read_text()  # fmt: skip
+
+        # The SLURM time limit ends the frozen first job, mid-epoch.
+        _wait(lambda: _elapsed(job) >= 60, 120, "a minute of the first job")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=1"], check=True,
+                       timeout=30)  # fmt: skip
+        _wait(lambda: squeue_fields(job, "%T") == "TIMEOUT", 180, "the job's time limit")
+        t0 = time.monotonic()
+        third = _finish(_start(cluster, args, cluster.base / "killed-third.log"),
+                        cluster.base / "killed-third.log", t0, timeout=900)  # fmt: skip
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        first.log_handle.close()  # type: ignore[attr-defined]
+    return KilledDrill(job, refused, second_run, third, run_dir)
+
+
+def test_no_second_trainer_while_a_run_is_held(killed_snakemake: KilledDrill):
+    drill = killed_snakemake
+    # The restarted Snakemake's training job stopped at once, naming the holder.
+    assert drill.second.rc != 0
+    assert "another trainer is working on" in drill.refused, drill.refused[-3000:]
+    assert f"SLURM job {drill.job}" in drill.refused
+    # One trainer in the history until the job's end: the first job's attempt, then the
+    # resumed one; the refused attempts never touched the checkpoints or their history.
+    attempts = _attempts(drill.run_dir)
+    assert len(attempts) == 2, [a[:200] for a in attempts]
+
+
+def test_a_time_limit_kill_resumes_from_the_mid_epoch_checkpoint(killed_snakemake: KilledDrill):
+    drill = killed_snakemake
+    log = drill.third.check()
+    assert squeue_fields(drill.job, "%T") == "TIMEOUT"
+    first, resumed = _attempts(drill.run_dir)
+    saved = re.findall(r"Saved checkpoint \S+/checkpoint_(\d+)_(\d+)\.pt \(epoch", first)
+    epoch, updates = (int(x) for x in saved[-1])
+    loaded = LOADED_RE.findall(resumed)
+    # fairseq resumes within the epoch it was in, at the mid-epoch checkpoint's update
+    assert loaded == [(str(epoch), str(updates))], (loaded, saved)
+    counts = [int(n) for n in re.findall(r"num_updates=(\d+)", resumed)]
+    assert counts[0] == updates + 1
+    assert "took over a stale lock" in resumed
+    status = json.loads((drill.run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["epochs"] == 40
+    table = json.loads((drill.run_dir.parents[3] / "table.json").read_text())
+    assert table["cells"]["postln"]["2-2"]["n"] == 1  # the table is complete in the end
+    assert "Nothing to be done" not in log
+
+
+@dataclass
+class NodeDrill:
+    job: str
+    run: Run
+    run_dir: Path
+
+
+@pytest.fixture(scope="module")
+def node_down(cluster: Cluster, rehearsal: Rehearsal) -> NodeDrill:
+    """A node set DOWN while a two-node training runs on it."""
+    run = RESULTS / "postln" / "60-12" / "seed8"
+    run_dir = cluster.workdir / run
+    config = ["variants=[postln]", "depths=[60-12]", "seeds=[8]", "rehearsal_settings={epochs: 6}"]
+    log = cluster.base / "node-down.log"
+    t0 = time.monotonic()
+    proc = _start(cluster, cluster.args(str(run / "status.json"), config=config), log)
+    try:
+        _wait(lambda: (run_dir / "checkpoints" / "checkpoint1.pt").exists(), 900,
+              "the first epoch checkpoint of the two-node run", proc)  # fmt: skip
+        job = _train_job(log, run_dir)
+        assert job is not None
+        subprocess.run(["scontrol", "update", "NodeName=n2", "State=DOWN", "Reason=drill"],
+                       check=True, timeout=30)  # fmt: skip
+        _wait(lambda: squeue_fields(job, "%T") in ("PENDING", "REQUEUED"), 120,
+              "the job to be requeued")  # fmt: skip
+    finally:
+        subprocess.run(["scontrol", "update", "NodeName=n2", "State=RESUME"], timeout=30)
+    result = _finish(proc, log, t0, timeout=900)
+    return NodeDrill(job, result, run_dir)
+
+
+def test_a_node_failure_requeues_and_the_run_resumes(node_down: NodeDrill):
+    node_down.run.check()
+    assert re.search(r"Restarts=[1-9]", subprocess.run(
+        ["scontrol", "show", "job", node_down.job], capture_output=True, text=True, timeout=30
+    ).stdout)  # fmt: skip
+    attempts = _attempts(node_down.run_dir)
+    assert len(attempts) == 2, [a[:200] for a in attempts]
+    loaded = LOADED_RE.findall(attempts[1])
+    assert loaded and int(loaded[0][1]) > 0, attempts[1][-3000:]
+    assert "training on 4 devices" in attempts[1]
+    status = json.loads((node_down.run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["epochs"] == 6

@@ -6,6 +6,7 @@ presets included), parsed from what Snakemake prints.  Nothing runs.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from collections import Counter
@@ -54,7 +55,8 @@ def expected_counts(target: str) -> Counter[str]:
     return Counter(
         {
             "download": spec["archives"], "prepare": 1, "bpe": 1, "binarize": 1,
-            "profile": spec["admin"], "train": spec["runs"], "average": spec["runs"],
+            "recipe": spec["runs"], "profile": spec["admin"], "train": spec["runs"],
+            "average": spec["runs"],
             "evaluate": spec["runs"], "table": 1, "curves": spec["depths"], "bleu_plot": 1,
             target: 1,
         }
@@ -145,9 +147,11 @@ def test_download_jobs_are_local_rules_and_one_per_archive(plans):
             resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO
         )._workflow
         local = set(workflow._localrules)
-    # downloads run on the submit host (compute nodes often have no internet) and the
-    # targets are bookkeeping; everything else goes to the cluster
-    assert local == {"download", "all", *PAPER, "paper_all", *ANALYSIS_TARGETS}
+    # downloads run on the submit host (compute nodes often have no internet), the targets
+    # are bookkeeping, recipes, tables and plots take seconds; everything else goes to the
+    # cluster
+    assert local == {"download", "recipe", "table", "curves", "bleu_plot", "all", *PAPER,
+                     "paper_all", *ANALYSIS_TARGETS}  # fmt: skip
     archives = [j["wildcards"]["archive"] for j in plans["paper_wmt14_en_de"]
                 if j["rule"] == "download"]  # fmt: skip
     assert sorted(archives) == sorted([
@@ -161,33 +165,48 @@ def test_checkpoints_are_never_declared_outputs(plans):
         assert not any("checkpoint" in f for f in job["output"]), job
 
 
+def _spec(job: dict[str, Any]) -> dict[str, Any]:
+    """The recipe a recipe job writes (admin.recipe, without the data-bin's identity)."""
+    return json.loads(shell_option(job, "--spec"))
+
+
 def test_train_hyperparameters_come_from_the_recipe(plans):
-    trains = {
-        (j["wildcards"]["dataset"], j["wildcards"]["variant"], j["wildcards"]["depth"]): j
-        for j in plans["paper_all"]
-        if j["rule"] == "train"
-    }
-    iwslt = hparams(trains["iwslt14_de_en", "admin", "6-6"])
+    jobs = plans["paper_all"]
+    key = lambda j: (j["wildcards"]["dataset"], j["wildcards"]["variant"],  # noqa: E731
+                     j["wildcards"]["depth"])  # fmt: skip
+    recipes = {key(j): _spec(j)["identity"] for j in jobs if j["rule"] == "recipe"}
+    trains = {key(j): j for j in jobs if j["rule"] == "train"}
+    assert recipes.keys() == trains.keys()
+    iwslt = recipes["iwslt14_de_en", "admin", "6-6"]["hparams"]
     assert iwslt["arch"] == "admin_transformer_iwslt_de_en" and iwslt["optimizer"] == "radam"
     assert (iwslt["lr"], iwslt["warmup_updates"], iwslt["max_tokens"]) == (7e-4, 6000, 4096)
-    assert (iwslt["dropout"], iwslt["weight_decay"], iwslt["max_epoch"]) == (0.3, 1e-4, 90)
-    ende = hparams(trains["wmt14_en_de", "postln", "18-18"])
-    assert (ende["lr"], ende["warmup_updates"], ende["max_tokens"]) == (1e-3, 8000, 8192)
-    assert ende["arch"] == "admin_transformer_wmt_en_de" and ende["update_freq"] == 1
-    fr6 = hparams(trains["wmt14_en_fr", "preln", "6-6"])
-    fr60 = hparams(trains["wmt14_en_fr", "preln", "60-12"])
-    assert (fr6["lr"], fr6["max_tokens"], fr6["update_freq"], fr6["max_epoch"]) == (
-        7e-4, 8000, 10, 50,
+    assert (iwslt["dropout"], iwslt["weight_decay"]) == (0.3, 1e-4)
+    assert json.loads(shell_option(trains["iwslt14_de_en", "admin", "6-6"], "--stop")) == {
+        "max_epoch": 90, "max_update": 100000}  # fmt: skip
+    ende = recipes["wmt14_en_de", "postln", "18-18"]
+    assert (ende["hparams"]["lr"], ende["hparams"]["warmup_updates"]) == (1e-3, 8000)
+    assert ende["hparams"]["arch"] == "admin_transformer_wmt_en_de"
+    assert (ende["hparams"]["max_tokens"], ende["batches_per_update"]) == (8192, 4)  # 1 x 4 GPUs
+    fr6 = recipes["wmt14_en_fr", "preln", "6-6"]
+    fr60 = recipes["wmt14_en_fr", "preln", "60-12"]
+    assert (fr6["hparams"]["lr"], fr6["hparams"]["max_tokens"], fr6["batches_per_update"]) == (
+        7e-4, 8000, 80,  # update-freq 10 x 8 GPUs
     )  # fmt: skip
-    assert (fr60["max_tokens"], fr60["update_freq"]) == (5000, 16)
-    for job in trains.values():
-        hp = hparams(job)
-        # the steps own these; the matrix gives depth and seed as their own options
-        assert not {"encoder_layers", "decoder_layers", "seed", "save_dir"} & hp.keys()
-        wc = job["wildcards"]
-        assert shell_option(job, "--depth") == wc["depth"]
-        assert shell_option(job, "--seed") == wc["seed"]
-        assert hp["fp16"] is True
+    assert (fr60["hparams"]["max_tokens"], fr60["batches_per_update"]) == (5000, 256)  # 16 x 16
+    for (_, variant, depth), identity in recipes.items():
+        # the steps own these; the matrix gives depth and seed
+        assert not {"encoder_layers", "decoder_layers", "seed", "save_dir",
+                    "update_freq"} & identity["hparams"].keys()  # fmt: skip
+        assert identity["variant"] == variant
+        assert f"{identity['encoder_layers']}-{identity['decoder_layers']}" == depth
+        assert identity["hparams"]["fp16"] is True
+        assert not recipes_stop_keys() & identity["hparams"].keys()
+
+
+def recipes_stop_keys() -> set[str]:
+    from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS
+
+    return set(STOP_CONDITIONS | RUNTIME_OPTIONS)
 
 
 def test_decoding_and_averaging_follow_eval_scripts(plans):
@@ -208,8 +227,8 @@ def test_decoding_and_averaging_follow_eval_scripts(plans):
 def test_demo_plan_is_the_default_target():
     jobs = plan()
     assert counts(jobs) == Counter(
-        {"demo_corpus": 1, "tokenize": 1, "bpe": 1, "binarize": 1, "profile": 2, "train": 6,
-         "average": 6, "evaluate": 6, "table": 1, "curves": 2, "bleu_plot": 1, "all": 1}
+        {"demo_corpus": 1, "tokenize": 1, "bpe": 1, "binarize": 1, "recipe": 6, "profile": 2,
+         "train": 6, "average": 6, "evaluate": 6, "table": 1, "curves": 2, "bleu_plot": 1, "all": 1}
     )  # fmt: skip
     variants = {j["wildcards"]["variant"] for j in jobs if j["rule"] == "train"}
     depths = {j["wildcards"]["depth"] for j in jobs if j["rule"] == "train"}
@@ -232,14 +251,20 @@ def test_matrix_narrows_from_the_command_line():
 
 
 def test_batch_size_is_kept_when_a_profile_changes_the_gpu_count():
-    # 60L-12L: 16 GPUs x 5000 tokens x update-freq 16; on 2 nodes x 4 GPUs: update-freq 32
+    # 60L-12L: 16 GPUs x 5000 tokens x update-freq 16; on 2 nodes x 4 GPUs the recipe (and
+    # its batch) is the same, and the train job accumulates 32 batches per update
     jobs = plan(
         "paper_wmt14_en_fr", "--set-resources", "train:gpus_per_node=4", "train:gres=gpu:4",
         "--config", "depths=[60-12]", "variants=[preln]",
     )  # fmt: skip
     (train,) = [j for j in jobs if j["rule"] == "train"]
-    assert hparams(train)["update_freq"] == 32
+    (recipe,) = [j for j in jobs if j["rule"] == "recipe"]
+    assert _spec(recipe)["identity"]["batches_per_update"] == 256
     assert shell_option(train, "--nproc-per-node") == "4"
+    assert shell_option(train, "--nnodes") == "2"
+    from admin.recipe import update_freq
+
+    assert update_freq(256, 4 * 2) == 32
 
 
 def test_planning_paper_all_is_fast():

@@ -232,7 +232,7 @@ def bpe_options(wildcards):
 
 
 def res(rule_name, key):
-    """An input function for one resource of a rule (for threads: and resources:)."""
+    """An input function for one resource of a rule's jobs (threads and resources)."""
 
     def get(wildcards):
         values = admin_config.lookup_resources(

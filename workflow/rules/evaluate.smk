@@ -39,10 +39,10 @@ rule evaluate:
         f"{RUN_LOGS}/evaluate.log",
     benchmark:
         f"{RUN_BENCHMARKS}/evaluate.tsv"
-    conda:
-        "../../envs/admin.yaml"
     # A GPU job lost to a node failure or a preemption runs again.
     retries: 2
+    conda:
+        "../../envs/admin.yaml"
     threads: res("evaluate", "cpus")
     resources:
         mem_mb=res("evaluate", "mem_mb"),

@@ -71,10 +71,10 @@ rule train:
         f"{RUN_LOGS}/train.log",
     benchmark:
         f"{RUN_BENCHMARKS}/train.tsv"
-    conda:
-        "../../envs/admin.yaml"
     # A failed or timed-out training is resubmitted and resumes from its checkpoint.
     retries: 2
+    conda:
+        "../../envs/admin.yaml"
     threads: res("train", "cpus")
     resources:
         mem_mb=res("train", "mem_mb"),

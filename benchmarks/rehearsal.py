@@ -1,0 +1,85 @@
+"""The rehearsal of ``paper_all`` on the local two-node SLURM cluster: every job of the
+three paper tables (data, profiling, training on 1 node or, for En-Fr 60L-12L, 2 nodes,
+averaging, evaluation, tables), shrunk, through ``--profile slurm`` and a user's cluster
+profile, from an empty folder.
+
+Needs the local cluster (``bash scripts/slurm-local-cluster.sh start``); the presets'
+requests are fitted to its nodes as ``tests.slurm_support.local_cluster_config`` does (what
+a user of a small cluster writes).  ``--quick`` rehearses ``paper_wmt14_en_fr`` only.
+One run: it takes minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import yaml
+
+from benchmarks.core import REPO, VENV_BIN, Context, Figure, Result, Target
+
+NAME = "rehearsal"
+TARGET_S = 20 * 60  # the issue's goal for paper_all on 2 cores
+
+
+def run(ctx: Context) -> Result:
+    from tests.slurm_support import (
+        PROFILE_DIR,
+        cluster_problem,
+        default_partition,
+        local_cluster_config,
+        submissions,
+        write_local_overlay,
+    )
+
+    problem = cluster_problem()
+    if problem is not None:
+        raise RuntimeError(f"the rehearsal benchmark needs the local SLURM cluster: {problem}")
+    workdir = ctx.workdir / NAME
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "local-cluster.yaml"
+    config.write_text(yaml.safe_dump(local_cluster_config(), sort_keys=False))
+    profile = write_local_overlay(workdir / "my-cluster", default_partition())
+    target = "paper_wmt14_en_fr" if ctx.quick else "paper_all"
+    cmd = [
+        str(VENV_BIN / "snakemake"), target, "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--profile", str(PROFILE_DIR), "--profile", str(profile),
+        "--configfile", str(REPO / "config" / "config.yaml"), str(config),
+        "--config", "rehearsal=true",
+    ]  # fmt: skip
+    env = {k: v for k, v in ctx.env().items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    env.pop("OMP_NUM_THREADS", None)
+    load_before = os.getloadavg()[0]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        ids = [s["slurm"] for s in submissions(log)]
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+        raise RuntimeError(f"the rehearsal of {target} failed ({proc.returncode}):\n{log[-4000:]}")
+    jobs = submissions(log)
+    per_rule: dict[str, int] = {}
+    for job in jobs:
+        m = re.search(r"/slurm_logs/rule_([A-Za-z0-9_]+)/", job["log"])
+        rule = m[1] if m else "?"
+        per_rule[rule] = per_rule.get(rule, 0) + 1
+    total = re.search(r"^total\s+(\d+)$", log, re.M)
+    figures = [
+        Figure(
+            NAME,
+            f"rehearsal of {target} on the 2-node local cluster, wall",
+            [wall],
+            "s",
+            None if ctx.quick else Target("<=", TARGET_S, "s"),
+        ),  # fmt: skip
+        Figure(NAME, "SLURM jobs submitted", [float(len(jobs))], "jobs"),
+    ]
+    notes = [
+        f"{total[1] if total else '?'} jobs planned, {len(jobs)} through sbatch "
+        f"({', '.join(f'{r} {n}' for r, n in sorted(per_rule.items()))}); the rest are local "
+        f"rules; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    ]
+    return Result(figures, notes, "")
