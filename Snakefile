@@ -35,6 +35,11 @@ wildcard_constraints:
     archive=r"[^/]+",
 
 
+# With --profile slurm: a job the cluster can never run stops the run before any sbatch.
+onstart:
+    check_slurm_requests()
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/bpe.smk"
 include: "workflow/rules/binarize.smk"

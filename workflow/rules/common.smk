@@ -8,6 +8,7 @@
 # Parse time stays light: no fairseq or torch import.
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -17,8 +18,9 @@ from snakemake.exceptions import WorkflowError
 
 import admin.config as admin_config
 from admin import recipe as recipes
-from admin import run_folder
+from admin import cluster_check, run_folder
 from admin.data.registry import DATASETS as REGISTRY
+from admin.errors import AdminError
 from admin.variants import VARIANTS, needs_profile
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -250,6 +252,23 @@ def res(rule_name, key):
         return values[key]
 
     return get
+
+
+def check_slurm_requests():
+    """With the SLURM executor, stop before the first sbatch if a job asks for more than
+    its partition's nodes have (SLURM would leave it pending for ever).  Called by
+    onstart: after the DAG is built, in real runs of the main process only."""
+    if workflow.executor_plugin.cli_prefix != "slurm":
+        return
+    # with the plugin's partition config, jobs naming no partition go where they fit
+    settings = workflow.executor_settings
+    auto = bool(getattr(settings, "partition_config", None))
+    auto = auto or "SNAKEMAKE_SLURM_PARTITIONS" in os.environ
+    jobs = [job for job in workflow.dag.needrun_jobs() if not job.is_local]
+    try:
+        cluster_check.check_jobs(jobs, auto_partition=auto)
+    except AdminError as err:
+        raise WorkflowError(str(err)) from None
 
 
 # --------------------------------------------------------------------------- runs
