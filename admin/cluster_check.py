@@ -195,11 +195,11 @@ def _limit(rec: Mapping[str, str], key: str, where: str) -> int | None:
 
 def query_cluster() -> Cluster:
     """The partitions and nodes of the cluster this machine submits to."""
-    from admin.launch import _scontrol  # one scontrol runner, with its errors
+    from admin.launch import scontrol  # one scontrol runner, with its errors
 
     return cluster_from_scontrol(
-        _scontrol("show", "partition", "--oneliner", "--all"),
-        _scontrol("show", "node", "--oneliner", "--all"),
+        scontrol("show", "partition", "--oneliner", "--all"),
+        scontrol("show", "node", "--oneliner", "--all"),
     )
 
 

@@ -138,7 +138,7 @@ def port_for_job(job_id: str | int) -> int:
     return PORT_BASE + number % PORT_SPAN
 
 
-def _scontrol(*args: str) -> str:
+def scontrol(*args: str) -> str:
     scontrol = shutil.which("scontrol")
     if scontrol is None:
         raise AdminError("multi-node launch needs SLURM's scontrol on PATH")
@@ -151,10 +151,10 @@ def _scontrol(*args: str) -> str:
 def job_hosts(job_id: str) -> list[str]:
     """The hosts of a SLURM job (``node[01-02]`` -> ``node01``, ``node02``), asked from
     ``scontrol show job``: inside the job step the variables name the step's one node."""
-    m = re.search(r"(?:^|\s)NodeList=(\S+)", _scontrol("show", "job", "-o", str(job_id)))
+    m = re.search(r"(?:^|\s)NodeList=(\S+)", scontrol("show", "job", "-o", str(job_id)))
     if not m or m[1] in ("(null)", ""):
         raise AdminError(f"SLURM job {job_id} has no nodes yet (scontrol show job)")
-    hosts = _scontrol("show", "hostnames", m[1]).split()
+    hosts = scontrol("show", "hostnames", m[1]).split()
     if not hosts:
         raise AdminError(f"scontrol could not expand node list {m[1]!r}")
     return hosts
