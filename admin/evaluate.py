@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from admin.cli import run_cli
 from admin.data.textio import read_lines
 from admin.errors import AdminError
 from admin.fairseq_args import to_argv
-from admin.fairseq_command import ADMIN_DIR
+from admin.fairseq_command import ADMIN_DIR, parse_json_object
 
 TEXT_FILES = ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt")
 # Set by this step; in --hparams they would silently fight it.
@@ -153,31 +154,43 @@ def read_raw_references(path: Path, expected: int, subset: str) -> list[str]:
     return refs
 
 
-def generate_hparams(args: argparse.Namespace) -> dict[str, Any]:
+def generate_hparams(
+    hparams_json: str, beam: int | None = None, lenpen: float | None = None, device: str = "auto"
+) -> dict[str, Any]:
     """fairseq-generate options: ``--hparams`` merged with ``--beam``/``--lenpen``."""
-    try:
-        hparams = json.loads(args.hparams)
-    except json.JSONDecodeError as err:
-        raise AdminError(f"--hparams is not valid JSON: {err}") from None
-    if not isinstance(hparams, dict):
-        raise AdminError("--hparams must be a JSON object of fairseq-generate options")
+    hparams = parse_json_object(hparams_json, "--hparams")
     reserved = sorted(RESERVED & hparams.keys())
     if reserved:
         raise AdminError(f"--hparams sets {', '.join(reserved)}, which the step sets itself")
-    for key in ("beam", "lenpen"):
-        flag = getattr(args, key)
+    for key, flag in (("beam", beam), ("lenpen", lenpen)):
         if flag is not None:
             if key in hparams and hparams[key] != flag:
                 raise AdminError(f"--{key} {flag} contradicts {key}={hparams[key]} in --hparams")
             hparams[key] = flag
     if "beam" not in hparams:
         raise AdminError("the beam size is missing: give --beam or 'beam' in --hparams")
-    if args.device == "cpu":
+    if device == "cpu":
         hparams["cpu"] = True
     if "max_tokens" not in hparams and "batch_size" not in hparams:
         hparams["max_tokens"] = 4096
     hparams.setdefault("gen_subset", "test")
     return hparams
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one evaluation reads and writes (the CLI's options, checked)."""
+
+    data_bin: Path
+    average: Path  # the run's average.json
+    hparams: dict[str, Any]  # fairseq-generate options (generate_hparams)
+    languages: tuple[str, str] | None = None  # (source, target); None: from the data-bin
+    compound_split: bool = False
+    ref_raw: Path | None = None
+    sacrebleu_lowercase: bool = False
+    out_dir: Path | None = None  # default: the folder of average.json
+    scores: Path | None = None  # default: OUT/scores.json
+    log: Path | None = None  # default: OUT/generate.log
 
 
 def generate_argv(
@@ -202,41 +215,33 @@ def write_outputs(
     atomic_write_text(scores_path, json.dumps(scores, indent=2) + "\n")
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        average = json.loads(args.average.read_text(encoding="utf-8"))
-        status = average["status"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise AdminError(f"cannot read {args.average}: {err}") from None
-    out_dir: Path = args.out_dir or args.average.parent
-    scores_path: Path = args.scores or out_dir / "scores.json"
+def evaluate(req: Request) -> dict[str, Any]:
+    average = rf.read_json(req.average, "averaging result")
+    status = average.get("status")
+    out_dir: Path = req.out_dir or req.average.parent
+    scores_path: Path = req.scores or out_dir / "scores.json"
     if status == rf.DIVERGED:
         scores = {
             "status": rf.DIVERGED, "bleu_tokenized": None, "sacrebleu": None,
             "sacrebleu_signature": None, "sacrebleu_references": None, "num_sentences": 0,
         }  # fmt: skip
-        if args.compound_split:
+        if req.compound_split:
             scores["bleu_compound_split"] = None
         write_outputs(out_dir, scores_path, dict.fromkeys(TEXT_FILES, ""), scores)
         return scores
     if status != rf.COMPLETED or not average.get("checkpoint"):
-        raise AdminError(f"{args.average}: status {status!r} has no averaged checkpoint")
-    checkpoint = args.average.parent / average["checkpoint"]
+        raise AdminError(f"{req.average}: status {status!r} has no averaged checkpoint")
+    checkpoint = req.average.parent / average["checkpoint"]
     if not checkpoint.is_file():
-        raise AdminError(f"averaged checkpoint {checkpoint} (named in {args.average}) is missing")
-    hparams = generate_hparams(args)
-    data_bin: Path = args.data_bin
+        raise AdminError(f"averaged checkpoint {checkpoint} (named in {req.average}) is missing")
+    hparams = req.hparams
+    data_bin = req.data_bin
     subset = hparams["gen_subset"]
-    if args.source_lang and args.target_lang:
-        src, tgt = args.source_lang, args.target_lang
-    elif args.source_lang or args.target_lang:
-        raise AdminError("give both --source-lang and --target-lang, or neither")
-    else:
-        src, tgt = language_pair(data_bin, subset)
+    src, tgt = req.languages or language_pair(data_bin, subset)
     expected = test_set_size(data_bin, subset, src, tgt)
-    refs_raw = read_raw_references(args.ref_raw, expected, subset) if args.ref_raw else None
+    refs_raw = read_raw_references(req.ref_raw, expected, subset) if req.ref_raw else None
 
-    log = args.log or out_dir / "generate.log"
+    log = req.log or out_dir / "generate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = generate_argv(data_bin, checkpoint, src, tgt, hparams)
     with atomic_path(out_dir / "generate.txt") as tmp:
@@ -253,7 +258,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     from sacrebleu.metrics import BLEU
 
-    sacre = BLEU(lowercase=args.sacrebleu_lowercase)
+    sacre = BLEU(lowercase=req.sacrebleu_lowercase)
     sacre_score = sacre.corpus_score(hyps_detok, [refs_detok])
     scores: dict[str, Any] = {
         "status": rf.COMPLETED,
@@ -269,7 +274,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     if m := _BLEU4.search(generated):
         scores["fairseq_generate_line"] = m[1]
-    if args.compound_split:
+    if req.compound_split:
         split_bleu, _ = fairseq_bleu(
             [compound_split(h) for h in hyps], [compound_split(r) for r in refs]
         )
@@ -317,9 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def request(args: argparse.Namespace) -> Request:
+    if bool(args.source_lang) != bool(args.target_lang):
+        raise AdminError("give both --source-lang and --target-lang, or neither")
+    return Request(
+        data_bin=args.data_bin, average=args.average,
+        hparams=generate_hparams(args.hparams, args.beam, args.lenpen, args.device),
+        languages=(args.source_lang, args.target_lang) if args.source_lang else None,
+        compound_split=args.compound_split, ref_raw=args.ref_raw,
+        sacrebleu_lowercase=args.sacrebleu_lowercase, out_dir=args.out_dir,
+        scores=args.scores, log=args.log,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    scores = evaluate(args)
+    scores = evaluate(request(args))
     removed = rf.prune_after_scoring(rf.RunFolder(args.average.parent), args.keep_checkpoints)
     if removed:
         print(f"removed {len(removed)} training checkpoints (keep: {args.keep_checkpoints})")

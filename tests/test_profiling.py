@@ -1,4 +1,4 @@
-"""Admin profiling: the omegas it writes follow the recurrence of DESIGN.md.
+"""Admin profiling: the omegas it writes follow the recurrence in admin/profiling.py.
 
 The test recomputes the recurrence independently of the plugin: global forward
 hooks record, for every Admin layer, each sublayer's input x_i and its branch

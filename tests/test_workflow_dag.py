@@ -150,7 +150,7 @@ def test_download_jobs_are_local_rules_and_one_per_archive(plans):
     # downloads run on the submit host (compute nodes often have no internet), the targets
     # are bookkeeping, recipes, tables and plots take seconds; everything else goes to the
     # cluster
-    assert local == {"download", "recipe", "table", "curves", "bleu_plot", "all", *PAPER,
+    assert local == {"download", "recipe", "table", "curves", "bleu_plot", "all", "default", *PAPER,
                      "paper_all", *ANALYSIS_TARGETS}  # fmt: skip
     archives = [j["wildcards"]["archive"] for j in plans["paper_wmt14_en_de"]
                 if j["rule"] == "download"]  # fmt: skip
@@ -228,7 +228,8 @@ def test_demo_plan_is_the_default_target():
     jobs = plan()
     assert counts(jobs) == Counter(
         {"demo_corpus": 1, "tokenize": 1, "bpe": 1, "binarize": 1, "recipe": 6, "profile": 2,
-         "train": 6, "average": 6, "evaluate": 6, "table": 1, "curves": 2, "bleu_plot": 1, "all": 1}
+         "train": 6, "average": 6, "evaluate": 6, "table": 1, "curves": 2, "bleu_plot": 1,
+         "default": 1}
     )  # fmt: skip
     variants = {j["wildcards"]["variant"] for j in jobs if j["rule"] == "train"}
     depths = {j["wildcards"]["depth"] for j in jobs if j["rule"] == "train"}
@@ -394,7 +395,7 @@ def test_built_analyses_join_the_default_target(tmp_path):
         (built / name).write_text("")
     jobs = default_plan()
     assert counts(jobs)["output_change"] == 1 and "dependency" not in counts(jobs)
-    (target,) = [j for j in jobs if j["rule"] == "all"]
+    (target,) = [j for j in jobs if j["rule"] == "default"]
     assert "results/analysis/output_change.csv" in target["input"]
 
 

@@ -83,7 +83,7 @@ def test_demo_produces_table_plots_and_report(demo):
     proc = snakemake(*_overlay(demo, SMALL), "--report", str(report), cwd=demo)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert report.stat().st_size > 10_000
-    # run folders hold what DESIGN.md lists; the Admin runs have their profile
+    # run folders hold what the README lists ("What every output is"); Admin has its profile
     for run in (out / "admin").glob("*/seed1"):
         assert (run / "profile.json").is_file()
     for run in out.glob("*/*/seed1"):
@@ -322,7 +322,7 @@ def test_recipe_changes_rerun_exactly_their_runs(tmp_path):
         "table": 1,
         "curves": 1,
         "bleu_plot": 1,
-        "all": 1,
+        "default": 1,
     }, dry.stdout
     assert "Params have changed since last execution" in dry.stdout
     proc = _run(tmp_path, faster)
@@ -345,7 +345,7 @@ def test_recipe_changes_rerun_exactly_their_runs(tmp_path):
     longer = _merge(faster, {"experiments": {"demo": {"hparams": {"max_epoch": 2}}}})
     dry = _run(tmp_path, longer, "-n")
     assert _jobs(dry) == {"train": 3, "average": 3, "evaluate": 3, "table": 1, "curves": 1,
-                          "bleu_plot": 1, "all": 1}, dry.stdout  # fmt: skip
+                          "bleu_plot": 1, "default": 1}, dry.stdout  # fmt: skip
     proc = _run(tmp_path, longer)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     for run in runs.values():
