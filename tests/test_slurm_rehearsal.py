@@ -165,7 +165,7 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     log = cluster.base / "rehearsal.log"
     t0 = time.monotonic()
     proc = _start(cluster, cluster.args("paper_wmt14_en_fr"), log,
-                  env={"PYTHONPATH": str(PROBE), "ADMIN_RANK_PROBE_DIR": str(probe)})  # fmt: skip
+                  env={"PYTHONPATH": _with_probe(), "ADMIN_RANK_PROBE_DIR": str(probe)})  # fmt: skip
     cancelled: list[str] = []
 
     def preempt() -> None:
@@ -187,6 +187,11 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     print(f"\nrehearsal of paper_wmt14_en_fr: {len(submissions(run.log))} SLURM jobs in "
           f"{run.seconds:.0f} s")  # fmt: skip
     return Rehearsal(run, probe, cancelled[0] if cancelled else "watcher did not finish")
+
+
+def _with_probe() -> str:
+    """PYTHONPATH with the rank probe first (and whatever the tests run with)."""
+    return os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def _rule_of(sub: dict[str, str]) -> str:

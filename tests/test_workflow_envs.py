@@ -79,3 +79,40 @@ def test_data_env_has_what_the_data_steps_import():
     pins = _env_pins("data.yaml")
     assert {"sacremoses", "subword-nmt", "regex", "tqdm"} <= pins.keys()
     assert "torch" not in pins  # the data steps never import it
+
+
+def test_every_rule_env_installs_the_workflows_own_package():
+    """Both environments' post-deploy scripts install this package from the workflow's
+    folder (ADMIN_WORKFLOW_ROOT, set by workflow/rules/common.smk), so the steps run from
+    any working directory and when the workflow is used as a module."""
+    for name in _rule_envs():
+        script = (ENVS / name.replace(".yaml", ".post-deploy.sh")).read_text()
+        assert '"${ADMIN_WORKFLOW_ROOT:?' in script and "/envs/install-admin.sh" in script, name
+    assert "setuptools" in _env_pins("data.yaml")  # install-admin.sh builds without isolation
+
+
+def test_install_admin_installs_the_package_into_a_fresh_environment(tmp_path):
+    """No conda here: the package install of the post-deploy scripts, run in a fresh
+    virtualenv as Snakemake runs it in a new conda environment (its Python first on PATH)."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # the environment file's own pin of the build backend (the script builds without
+    # isolation)
+    setuptools = f"setuptools=={_env_pins('data.yaml')['setuptools']}"
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", setuptools],
+                   check=True, timeout=600, capture_output=True)  # fmt: skip
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    script = str(ENVS / "install-admin.sh")
+    refused = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "is not this workflow's folder" in refused.stderr
+    ok = subprocess.run(["bash", script], env={**env, "ADMIN_WORKFLOW_ROOT": str(REPO)},
+                        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import admin.variants as v; print(v.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, env=env,
+    ).stdout.strip()  # fmt: skip
+    assert where.startswith(str(venv)), where  # installed, not the checkout on sys.path

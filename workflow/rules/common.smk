@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.sourcecache import LocalSourceFile
 
 import admin.config as admin_config
 from admin import recipe as recipes
@@ -24,6 +25,16 @@ from admin.errors import AdminError
 from admin.variants import VARIANTS, needs_profile
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+# The rules' conda environments (--sdm conda) install the admin package from the
+# workflow's own folder (envs/install-admin.sh); a local workflow, or a local module of
+# another one, tells them where that is.
+# (Set here, not read: nothing for the envvars directive to assert.)
+WORKFLOW_ROOT_VARIABLE = "ADMIN_WORKFLOW_ROOT"
+_HERE = workflow.current_basedir
+if isinstance(_HERE, LocalSourceFile):
+    os.environ[WORKFLOW_ROOT_VARIABLE] = str(
+        Path(_HERE.get_path_or_uri(secret_free=True)).parents[1]
+    )
 
 
 def set_layout(prefix):
