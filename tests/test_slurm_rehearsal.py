@@ -164,8 +164,8 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     probe.mkdir()
     log = cluster.base / "rehearsal.log"
     t0 = time.monotonic()
-    proc = _start(cluster, cluster.args("paper_wmt14_en_fr"), log,
-                  env={"PYTHONPATH": _with_probe(), "ADMIN_RANK_PROBE_DIR": str(probe)})  # fmt: skip
+    env = {"PYTHONPATH": _with_probe(), "ADMIN_RANK_PROBE_DIR": str(probe)}
+    proc = _start(cluster, cluster.args("paper_wmt14_en_fr"), log, env=env)
     cancelled: list[str] = []
 
     def preempt() -> None:
