@@ -1,21 +1,13 @@
 """Admin: reproduce "Understanding the Difficulty of Training Transformers".
 
-Two halves live in this package:
-
-* the fairseq plugin (``admin.fairseq_plugin``): the ``admin_transformer`` model
-  family, its ``--init-type`` variants and the ``radam`` optimizer.  fairseq
-  imports this package through ``--user-dir admin/``;
-* the pipeline steps (``admin.data``, ...), each a small module with a CLI that
-  the Snakemake rules call.
-
-Registering the plugin imports fairseq (slow), so it only happens when fairseq
-is already loaded, i.e. when fairseq imports us via ``--user-dir``.  Code that
-wants the plugin explicitly imports ``admin.fairseq_plugin``.
+* ``admin/fairseq_plugin/``: the fairseq plugin (``--user-dir admin/fairseq_plugin``):
+  the ``admin_transformer`` model family, its ``--init-type`` variants and ``radam``;
+* the pipeline steps, each a module with a CLI that a Snakemake rule calls, in the DAG's
+  order: ``admin.data`` (download, prepare or the demo corpus, tokenize, bpe, binarize),
+  ``admin.recipe``, ``admin.profile_run``, ``admin.train``, ``admin.average``,
+  ``admin.evaluate``, ``admin.table``, ``admin.plots``; ``admin.analysis`` (the paper's
+  analyses); ``admin.budget`` (what a target costs);
+* ``admin.common``: the helpers they share.
 """
 
-import sys
-
 __version__ = "0.1.0"
-
-if "fairseq" in sys.modules:
-    from admin import fairseq_plugin  # noqa: F401  (registers model, optimizer)

@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from admin import run_folder as rf
-from admin.atomic import atomic_path, atomic_write_text
-from admin.checkpoints import load_checkpoint
-from admin.cli import run_cli
-from admin.errors import AdminError
+from admin.common import run_folder as rf
+from admin.common.atomic import atomic_path, atomic_write_text
+from admin.common.checkpoints import load_checkpoint
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 
 OUTPUT_NAME = "checkpoint_avg.pt"
 # What the averaged checkpoint keeps besides the weights: fairseq-generate's loader needs

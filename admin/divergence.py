@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.fairseq_log import (
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.fairseq_log import (
     AttemptStart,
     FloatingPoint,
     FreshStart,

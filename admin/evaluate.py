@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from admin import run_folder as rf
-from admin.atomic import atomic_path, atomic_write_text
-from admin.cli import run_cli
+from admin.common import run_folder as rf
+from admin.common.atomic import atomic_path, atomic_write_text
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.fairseq_args import to_argv
+from admin.common.fairseq_command import PLUGIN_DIR, parse_json_object
 from admin.data.textio import read_lines
-from admin.errors import AdminError
-from admin.fairseq_args import to_argv
-from admin.fairseq_command import ADMIN_DIR, parse_json_object
 
 TEXT_FILES = ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt")
 # Set by this step; in --hparams they would silently fight it.
@@ -198,7 +198,7 @@ def generate_argv(
 ) -> list[str]:
     return [
         sys.executable, "-m", "fairseq_cli.generate", str(data_bin),
-        "--user-dir", str(ADMIN_DIR), "--path", str(checkpoint),
+        "--user-dir", str(PLUGIN_DIR), "--path", str(checkpoint),
         "--source-lang", src, "--target-lang", tgt, "--remove-bpe",
         *to_argv(hparams),
         # fairseq 0.12 silently drops a last batch that is not a multiple of this

@@ -3,7 +3,7 @@
     python -m admin.plots curves --run RUN_DIR [--run RUN_DIR ...] --out curves_6-6.png
     python -m admin.plots bleu --run RUN_DIR [--run RUN_DIR ...] --out bleu_vs_depth.png
 
-Each run folder (:mod:`admin.run_folder`) names its variant, depth and seed in its
+Each run folder (:mod:`admin.common.run_folder`) names its variant, depth and seed in its
 ``status.json``.  ``curves`` (runs of one depth) reads each ``train.log``: training loss solid,
 validation loss dashed, by update, one colour per variant, one line per seed; a
 diverged run's curve simply ends.  ``bleu`` reads each ``scores.json``: mean
@@ -23,14 +23,14 @@ matplotlib.use("Agg")  # files only, no display; set before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from admin import run_folder as rf  # noqa: E402
-from admin.atomic import atomic_path  # noqa: E402
-from admin.cli import run_cli  # noqa: E402
-from admin.errors import AdminError  # noqa: E402
-from admin.fairseq_log import parse  # noqa: E402
-from admin.run_folder import parse_depth  # noqa: E402
+from admin.common import run_folder as rf  # noqa: E402
+from admin.common.atomic import atomic_path  # noqa: E402
+from admin.common.cli import run_cli  # noqa: E402
+from admin.common.errors import AdminError  # noqa: E402
+from admin.common.fairseq_log import parse  # noqa: E402
+from admin.common.run_folder import parse_depth  # noqa: E402
+from admin.common.variants import VARIANTS  # noqa: E402
 from admin.table import LABELS, build_table, read_score  # noqa: E402
-from admin.variants import VARIANTS  # noqa: E402
 
 COLORS = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
 

@@ -21,15 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from admin import profiling
-from admin.atomic import atomic_path
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.fairseq_command import parse_json_object, run_logged, train_argv
-from admin.launch import Launch, command, device_flags, resolve_device, without_gpu_options
+from admin.common import profiling
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.fairseq_command import parse_json_object, run_logged, train_argv
+from admin.common.launch import Launch, command, device_flags, resolve_device, without_gpu_options
+from admin.common.run_folder import Recipe, read_recipe
+from admin.common.variants import fairseq_flags, needs_profile
 from admin.recipe import RUNTIME_OPTIONS
-from admin.run_folder import Recipe, read_recipe
-from admin.variants import fairseq_flags, needs_profile
 
 
 def build_parser() -> argparse.ArgumentParser:

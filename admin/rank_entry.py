@@ -1,6 +1,6 @@
 """One rank of ``fairseq-train``: ``python -m admin.rank_entry FAIRSEQ_TRAIN_ARGV...``.
 
-Started by :mod:`admin.launch`, alone or under torchrun.  Under torchrun it
+Started by :mod:`admin.common.launch`, alone or under torchrun.  Under torchrun it
 reads ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` and passes them to fairseq
 explicitly with ``--distributed-init-method env://``: fairseq's own torchrun
 detection derives the device from the CUDA device count, which crashes on CPU
@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from admin.launch import CPUS_ENV
+from admin.common.launch import CPUS_ENV
 
 
 def rank_flags(env: Mapping[str, str]) -> list[str]:
@@ -77,10 +77,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     print(take_cpu_share(os.environ), flush=True)
     from fairseq_cli import train  # imported late: it is slow and pulls in torch
-
-    # fairseq's --user-dir import is skipped when a package named "admin" is
-    # already loaded (this module's own), so register the plugin here.
-    import admin.fairseq_plugin  # noqa: F401
 
     sys.argv = ["fairseq-train", *argv, *rank_flags(os.environ)]
     train.cli_main()

@@ -30,11 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from admin import config as cfgmod
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.run_folder import Recipe, RunKey, parse_depth, write_recipe
-from admin.variants import MODEL_CODE_VERSION, VARIANTS, needs_profile
+from admin.common import config as cfgmod
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.run_folder import Recipe, RunKey, parse_depth, write_recipe
+from admin.common.variants import MODEL_CODE_VERSION, VARIANTS, needs_profile
 
 STOP_CONDITIONS = frozenset(
     {"max_epoch", "max_update", "stop_time_hours", "stop_min_lr", "patience"}

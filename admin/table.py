@@ -3,14 +3,14 @@
     python -m admin.table --dataset iwslt14_de_en --run RUN_DIR [--run RUN_DIR ...] \\
         (--out-dir results/iwslt14_de_en | --md F --csv F --json F)
 
-Each run folder (:mod:`admin.run_folder`) gives its ``status.json`` (which names its
+Each run folder (:mod:`admin.common.run_folder`) gives its ``status.json`` (which names its
 variant, depth and seed) and its ``scores.json``.
 Writes ``table.md``, ``table.csv`` and ``table.json``.  Rows
 are variants, columns depths.  A cell is tokenized BLEU (the paper's metric):
 mean ± sample standard deviation over the seeds that completed, the single
 value for one seed, or ``diverged`` when every seed diverged (``k/n diverged``
 is noted when only some did).  The paper's number sits beside every cell the
-paper reports (:mod:`admin.paper_results`).
+paper reports (:mod:`admin.common.paper_results`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from admin import run_folder as rf
-from admin.atomic import atomic_write_text
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.paper_results import format_paper_cell, paper_cell
-from admin.run_folder import parse_depth
-from admin.variants import VARIANTS
+from admin.common import run_folder as rf
+from admin.common.atomic import atomic_write_text
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.paper_results import format_paper_cell, paper_cell
+from admin.common.run_folder import parse_depth
+from admin.common.variants import VARIANTS
 
 LABELS = {
     "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin",

@@ -48,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from admin import divergence
-from admin import run_folder as rf
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.fairseq_command import parse_json_object, run_logged, train_argv
-from admin.fairseq_log import ATTEMPT_MARKER, TrainLog, parse
-from admin.launch import (
+from admin.common import run_folder as rf
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.fairseq_command import parse_json_object, run_logged, train_argv
+from admin.common.fairseq_log import ATTEMPT_MARKER, TrainLog, parse
+from admin.common.launch import (
     MODES,
     Launch,
     command,
@@ -61,8 +61,8 @@ from admin.launch import (
     resolve_device,
     without_gpu_options,
 )
+from admin.common.variants import fairseq_flags, needs_profile
 from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, update_freq
-from admin.variants import fairseq_flags, needs_profile
 
 ATTEMPT = ATTEMPT_MARKER
 SAVED = "Saved checkpoint "

@@ -34,7 +34,7 @@ from admin.data.demo_corpus import SPLITS, SRC_LANG, TGT_LANG, write_corpus  # n
 BIN = Path(sys.executable).parent
 # fairseq checkpoints hold an argparse.Namespace; torch >= 2.6 needs it allow-listed to load them
 GENERATE = (
-    "from admin.checkpoints import allow_fairseq_checkpoints; allow_fairseq_checkpoints(); "
+    "from admin.common.checkpoints import allow_fairseq_checkpoints; allow_fairseq_checkpoints(); "
     "from fairseq_cli.generate import cli_main; cli_main()"
 )
 

@@ -51,8 +51,8 @@ def tensor_bytes(obj: object) -> int:
 
 def train_one_update(ctx: Context, databin: Path, save_dir: Path, quick: bool) -> Path:
     """A real fairseq checkpoint after one update, as the train step writes them."""
-    from admin.fairseq_command import train_argv
-    from admin.variants import fairseq_flags
+    from admin.common.fairseq_command import train_argv
+    from admin.common.variants import fairseq_flags
 
     hparams = {
         "arch": "admin_transformer_iwslt_de_en", "share_all_embeddings": True,
@@ -79,7 +79,7 @@ def make_checkpoints(source: Path, folder: Path, count: int = CHECKPOINTS) -> li
     """``checkpoint1.pt`` ... in fairseq's format: the source with shifted float weights."""
     import torch
 
-    from admin.checkpoints import load_checkpoint
+    from admin.common.checkpoints import load_checkpoint
 
     state = load_checkpoint(source)
     original = state["model"]
@@ -125,7 +125,7 @@ def average_in_child(ctx: Context, paths: list[Path], out: Path) -> dict:
 
 
 def run(ctx: Context) -> Result:
-    from admin.checkpoints import load_checkpoint
+    from admin.common.checkpoints import load_checkpoint
     from benchmarks.databin import iwslt_databin
 
     folder = ctx.workdir / NAME

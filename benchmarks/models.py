@@ -20,10 +20,9 @@ import torch
 from fairseq import options, tasks
 from fairseq.data import Dictionary
 
-import admin.fairseq_plugin  # noqa: F401  (registers admin_transformer and radam)
-from admin import profiling
-from admin.fairseq_plugin.radam import RAdam
-from admin.variants import fairseq_flags
+from admin.common import profiling
+from admin.common.fairseq_command import load_plugin
+from admin.common.variants import fairseq_flags
 
 # Quiet consoles: fairseq's per-model INFO lines and two torch warnings that fairseq's
 # code triggers on every batch say nothing about the figures.
@@ -33,7 +32,7 @@ warnings.filterwarnings("ignore", message=".*pin_memory.*")
 warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask and attn_mask.*")
 
 # The models compared: fairseq's stock transformer, then admin_transformer with each
-# trainable --init-type (the pipeline's variant names, see admin.variants).
+# trainable --init-type (the pipeline's variant names, see admin.common.variants).
 STOCK = "transformer"
 ADMIN_VARIANTS = {
     "postln": "default",
@@ -42,6 +41,9 @@ ADMIN_VARIANTS = {
     "deepnet": "deepnet",
     "rezero": "rezero",
 }
+
+# registers admin_transformer and radam, as fairseq's --user-dir does
+PLUGIN = load_plugin()
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def build(task: Any, args: Any, device: str, amp_dtype: torch.dtype | None = Non
     model = task.build_model(args).to(device)
     model.train()
     criterion = task.build_criterion(args).to(device)
-    optimizer = RAdam(model.parameters(), lr=5e-4, betas=(0.9, 0.98))
+    optimizer = PLUGIN.radam.RAdam(model.parameters(), lr=5e-4, betas=(0.9, 0.98))
     return Trainable(model, criterion, optimizer, amp_dtype)
 
 

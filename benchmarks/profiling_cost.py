@@ -6,7 +6,7 @@ The model is the embedded demo's Admin model (``config/config.yaml``, the demo's
 hparams at depth 6-6), on a data-bin of real IWSLT'14 sentences.  Per round:
 
 * the profiling job, end to end (start-up, data loading, model build, profiling forward);
-* process start-up alone: ``python -c "import torch, fairseq, admin.fairseq_plugin"``;
+* process start-up alone: importing torch, fairseq and the plugin (``load_plugin``);
 * in-process, on the job's own first batch: the profiling forward pass, and one
   training step (forward, loss, backward, RAdam step) of the Admin model.
 """
@@ -27,7 +27,9 @@ from benchmarks.databin import iwslt_databin
 
 NAME = "profiling_cost"
 TRAIN_LINES = 3000
-IMPORTS = "import torch, fairseq, admin.fairseq_plugin"
+IMPORTS = (
+    "import torch, fairseq; from admin.common.fairseq_command import load_plugin; load_plugin()"
+)
 
 
 def demo_hparams(config: Path = REPO / "config" / "config.yaml") -> dict[str, Any]:
@@ -61,10 +63,11 @@ class InProcess:
         import torch
         from fairseq import options, tasks
 
-        from admin.fairseq_command import parse_depth, train_argv
-        from admin.fairseq_plugin.model import first_training_batch
-        from admin.fairseq_plugin.radam import RAdam
-        from admin.variants import fairseq_flags
+        from admin.common.fairseq_command import load_plugin, parse_depth, train_argv
+        from admin.common.variants import fairseq_flags
+
+        plugin = load_plugin()
+        first_training_batch, RAdam = plugin.model.first_training_batch, plugin.radam.RAdam
         from benchmarks.models import Trainable
 
         argv = train_argv(

@@ -12,7 +12,7 @@ from datetime import date
 from importlib import metadata
 from pathlib import Path
 
-from admin.atomic import atomic_write_text
+from admin.common.atomic import atomic_write_text
 from benchmarks.core import Figure, Result, fmt
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -13,4 +13,4 @@ if [ -z "$root" ] || [ ! -f "$root/pyproject.toml" ] || [ ! -d "$root/admin" ]; 
     exit 1
 fi
 python -m pip install --no-build-isolation --no-deps "$root"
-python -c "import admin, admin.variants"
+python -c "import admin, admin.common.variants"

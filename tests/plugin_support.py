@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from fairseq import options, tasks
 
-import admin.fairseq_plugin  # noqa: F401  (registers admin_transformer and radam)
+from admin.common.fairseq_command import load_plugin
 from tests.conftest import REPO, VENV_BIN
 
 USER_DIR = str(REPO / "admin")
@@ -31,6 +31,9 @@ TRAINING = [
     "--dropout", "0.1", "--max-tokens", "1500", "--cpu", "--seed", "7",
     "--log-format", "simple", "--log-interval", "1", "--num-workers", "0",
 ]  # fmt: skip
+
+# registers admin_transformer and radam, as fairseq's --user-dir does
+PLUGIN = load_plugin()
 
 
 def parse_train_args(

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from admin.common.run_folder import RunKey
+from admin.common.run_folder import write_recipe as write_recipe_file
 from admin.recipe import build as build_recipe
 from admin.recipe import make_spec, split_hparams
-from admin.run_folder import RunKey
-from admin.run_folder import write_recipe as write_recipe_file
 from tests.conftest import REPO
 
 DEPTH = "2-2"

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from admin.atomic import atomic_path, atomic_write_text
+from admin.common.atomic import atomic_path, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file_with_usual_permissions(tmp_path):

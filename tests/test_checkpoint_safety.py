@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from admin.checkpoints import SAFE_CHECKPOINT_GLOBALS, load_checkpoint
+from admin.common.checkpoints import SAFE_CHECKPOINT_GLOBALS, load_checkpoint
 
 
 class _Exploit:
@@ -61,7 +61,8 @@ def test_plugin_import_keeps_weights_only_on(tmp_path):
     torch.save({"x": _Exploit(str(marker))}, evil)
     code = f"""
 import pickle, torch, fairseq
-import admin.fairseq_plugin
+from admin.common.fairseq_command import load_plugin
+load_plugin()
 torch.load({str(good)!r})
 try:
     torch.load({str(evil)!r})
@@ -81,7 +82,7 @@ def test_loading_a_checkpoint_keeps_the_plugins_registration(tmp_path):
     _fairseq_like(good)
     code = f"""
 import argparse, torch
-from admin.checkpoints import allow_fairseq_checkpoints, load_checkpoint
+from admin.common.checkpoints import allow_fairseq_checkpoints, load_checkpoint
 allow_fairseq_checkpoints()
 load_checkpoint({str(good)!r})
 print("still allowed:", argparse.Namespace in torch.serialization.get_safe_globals())

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from admin.variants import VARIANTS, fairseq_flags, needs_profile
+from admin.common.variants import VARIANTS, fairseq_flags, needs_profile
 from tests.plugin_support import USER_DIR, fairseq_cli, train_cmd
 
 UPDATES = re.compile(r"num_updates=(\d+)")

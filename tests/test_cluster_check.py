@@ -1,4 +1,4 @@
-"""admin.cluster_check: the partitions' limits read from scontrol, the requests the SLURM
+"""admin.common.cluster_check: the partitions' limits read from scontrol, the requests the SLURM
 executor plugin would submit, and the jobs that no node could ever run.
 
 The local cluster's output is real (captured below); the GRES and time formats it does
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from admin import cluster_check as cc
-from admin.errors import AdminError
+from admin.common import cluster_check as cc
+from admin.common.errors import AdminError
 from tests.slurm_support import mock_job, sbatch_line
 
 # Captured from the local two-node cluster (scripts/slurm-local-cluster.sh, Debian

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from admin.common.errors import AdminError
 from admin.data.download import fetch_archive
 from admin.data.prepare import prepare
 from admin.data.registry import MULTI30K_DE_EN
 from admin.data.tokenize import tokenize_corpus
-from admin.errors import AdminError
 from tests.data_server import serve
 
 REPO = Path(__file__).resolve().parents[1]

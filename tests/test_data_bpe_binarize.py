@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from admin.common.errors import AdminError
 from admin.data.bpe import run_bpe
 from admin.data.tokenize import tokenize_corpus
-from admin.errors import AdminError
 
 REPO = Path(__file__).resolve().parents[1]
 

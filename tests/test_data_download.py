@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from admin.common.errors import AdminError
 from admin.data.download import LockFile, fetch_archive
 from admin.data.registry import Archive
-from admin.errors import AdminError
 from tests.data_server import serve
 
 DATA = os.urandom(300_000)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sacrebleu.metrics import BLEU
 
+from admin.common.errors import AdminError
 from admin.data.corpus import write_raw_reference
 from admin.data.pipeline import LinePipeline
 from admin.data.sgm import read_references, read_segments, reference_lines
-from admin.errors import AdminError
 from admin.evaluate import detokenize
 
 FILES = ["src.en", "ref.de", "src.de", "ref.en"]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from admin.cli import run_cli
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data import demo_corpus as dc
-from admin.errors import AdminError
 
 SMALL = {"train": 2000, "valid": 200, "test": 200}
 # sha256 prefix of seed 1's 50/5/5 files: the demo's data never changes by accident

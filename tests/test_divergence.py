@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+from admin.common.errors import AdminError
+from admin.common.fairseq_command import train_argv
+from admin.common.fairseq_log import attempts, parse, read_line
+from admin.common.variants import fairseq_flags
 from admin.divergence import (
     Criterion,
     Monitor,
@@ -27,10 +31,6 @@ from admin.divergence import (
     unigram_baseline,
     unigram_cross_entropy,
 )
-from admin.errors import AdminError
-from admin.fairseq_command import train_argv
-from admin.fairseq_log import attempts, parse, read_line
-from admin.variants import fairseq_flags
 from tests.conftest import REPO
 from tests.steps_support import HPARAMS, step_env
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from admin.errors import AdminError
-from admin.fairseq_args import to_argv
+from admin.common.errors import AdminError
+from admin.common.fairseq_args import to_argv
 
 
 def test_to_argv_maps_types():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from admin.variants import admin_logn_omega, deepnorm_constants
+from admin.common.variants import admin_logn_omega, deepnorm_constants
 from tests.plugin_support import build, first_batch
 
 LAYERS = 3  # tests.plugin_support.SMALL_MODEL: 3 encoder and 3 decoder layers

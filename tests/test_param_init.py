@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from admin.variants import admin_logn_omega
+from admin.common.variants import admin_logn_omega
 from tests.plugin_support import build
 
 D, FFN, LAYERS = 128, 256, 2  # wide enough for tight statistics of every single tensor

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq import criterions
 
-from admin import profiling
+from admin.common import profiling
 from tests.plugin_support import build, first_batch, parse_train_args
 
 

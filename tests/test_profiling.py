@@ -1,4 +1,4 @@
-"""Admin profiling: the omegas it writes follow the recurrence in admin/profiling.py.
+"""Admin profiling: the omegas it writes follow the recurrence in admin/common/profiling.py.
 
 The test recomputes the recurrence independently of the plugin: global forward
 hooks record, for every Admin layer, each sublayer's input x_i and its branch
@@ -18,10 +18,13 @@ from torch.nn.modules.module import (
     register_module_forward_pre_hook,
 )
 
-from admin import profiling
-from admin.fairseq_plugin.layers import AdminDecoderLayer, AdminEncoderLayer
-from admin.fairseq_plugin.model import ProfilingFinished, first_training_batch
-from tests.plugin_support import build, parse_train_args
+from admin.common import profiling
+from tests.plugin_support import PLUGIN, build, parse_train_args
+
+AdminDecoderLayer = PLUGIN.layers.AdminDecoderLayer
+AdminEncoderLayer = PLUGIN.layers.AdminEncoderLayer
+ProfilingFinished = PLUGIN.model.ProfilingFinished
+first_training_batch = PLUGIN.model.first_training_batch
 
 POST_LN_NORMS = {
     AdminEncoderLayer: ("self_attn_layer_norm",),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from admin.fairseq_plugin.radam import RAdam, parse_betas
+from tests.plugin_support import PLUGIN
+
+RAdam, parse_betas = PLUGIN.radam.RAdam, PLUGIN.radam.parse_betas
 
 
 def _quadratic_steps(opt_cls, steps, **kwargs):

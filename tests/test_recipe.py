@@ -1,5 +1,5 @@
-"""What makes a run's identity (admin.recipe), the run folder's files (admin.run_folder)
-and the configuration module (admin.config), without Snakemake or fairseq."""
+"""What makes a run's identity (admin.recipe), the run folder's files (admin.common.run_folder)
+and the configuration module (admin.common.config), without Snakemake or fairseq."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from admin import config as cfgmod
 from admin import recipe as recipes
-from admin import run_folder as rf
-from admin.errors import AdminError
+from admin.common import config as cfgmod
+from admin.common import run_folder as rf
+from admin.common.errors import AdminError
 from tests.conftest import REPO
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from admin import run_folder as rf
-from admin.fairseq_log import parse
+from admin.common import run_folder as rf
+from admin.common.fairseq_log import parse
 from tests.conftest import REPO
 from tests.steps_support import ok, run_step, step_cmd, step_env, train_args
 

@@ -305,7 +305,7 @@ def test_nested_srun_in_the_jobstep_gets_cpus_and_gpus_per_node(
     """A two-node training job as the profile submits it: sbatch from the plugin's
     submit string, the rule's command under the jobstep's own ``srun`` with the
     jobstep's environment, and inside it the launcher's nested ``srun --overlap``:
-    as admin.launch starts it today (in the rule's environment), then in the
+    as admin.common.launch starts it today (in the rule's environment), then in the
     environment the jobstep itself gives srun, without and with ``--cpus-per-task``."""
     g, c, n = cluster.gpus_per_node, cluster.cpus_per_node, len(cluster.nodes)
     job = mock_job("train", threads=c, resources={

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from admin import profiling
+from admin.common import profiling
 from tests.slurm_support import (
     PROFILE_DIR,
     REPO,

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import admin.average
-from admin import run_folder as rf
-from admin.checkpoints import load_checkpoint
+from admin.common import run_folder as rf
+from admin.common.checkpoints import load_checkpoint
+from admin.common.fairseq_command import load_plugin
 from tests import steps_support
 from tests.steps_support import ok, run_step, step_env
 
@@ -74,7 +75,7 @@ def test_fairseq_loads_the_averaged_weights(trained_admin_run, tmp_path):
     """fairseq's own loader (what fairseq-generate uses) rebuilds the model from it."""
     from fairseq import checkpoint_utils
 
-    import admin.fairseq_plugin  # noqa: F401  (registers the model)
+    load_plugin()  # registers the model, as fairseq's --user-dir does
 
     ckpts = trained_admin_run / "checkpoints"
     admin.average.run(ckpts, trained_admin_run / "status.json", 2, None, tmp_path / "a.json")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from admin import profiling
-from admin.errors import AdminError
-from admin.launch import CPUS_ENV, Launch, command, device_flags, port_for_job
+from admin.common import profiling
+from admin.common.errors import AdminError
+from admin.common.launch import CPUS_ENV, Launch, command, device_flags, port_for_job
 from admin.rank_entry import cpu_share, rank_flags
 from tests import steps_support
 from tests.conftest import REPO

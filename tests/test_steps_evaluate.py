@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import sacrebleu
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 from admin.evaluate import compound_split, fairseq_bleu, parse_generate
 from tests import steps_support
 from tests.conftest import VENV_BIN

@@ -12,8 +12,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from admin import run_folder as rf
-from admin.paper_results import PAPER
+from admin.common import run_folder as rf
+from admin.common.paper_results import PAPER
 from tests import steps_support
 from tests.steps_support import ok, run_step
 

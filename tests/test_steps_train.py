@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from admin import profiling
-from admin.fairseq_log import parse
+from admin.common import profiling
+from admin.common.fairseq_log import parse
 from admin.train import restore_flags
 from tests import steps_support
 from tests.conftest import REPO

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from admin.common.variants import VARIANTS
 from admin.data.registry import DATASETS
-from admin.variants import VARIANTS
 from tests.conftest import REPO
 from tests.workflow_support import SNAKEFMT, snakemake
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from admin import recipe as recipes
-from admin import run_folder as rf
-from admin.run_folder import RunKey
+from admin.common import run_folder as rf
+from admin.common.run_folder import RunKey
 from tests.conftest import REPO, VENV_BIN
 from tests.workflow_support import SNAKEMAKE, snakemake
 

@@ -112,7 +112,8 @@ def test_install_admin_installs_the_package_into_a_fresh_environment(tmp_path):
                         capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import admin.variants as v; print(v.__file__)"],
+        [str(venv / "bin" / "python"), "-c",
+         "import admin.common.variants as m; print(m.__file__)"],
         capture_output=True, text=True, check=True, cwd=tmp_path, env=env,
     ).stdout.strip()  # fmt: skip
     assert where.startswith(str(venv)), where  # installed, not the checkout on sys.path

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
-from admin.errors import AdminError
-from admin.run_folder import COMPLETED, read_json
-from admin.variants import VARIANTS
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
+from admin.common.run_folder import COMPLETED, read_json
+from admin.common.variants import VARIANTS
 
 POST_LN_NORMS = {
     "encoder": ("self_attn_layer_norm", "final_layer_norm"),
@@ -286,7 +286,7 @@ def _trained_checkpoint(average_json: Path) -> tuple[Path | None, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from admin.analysis.models import Builder, load_trained
-    from admin.fairseq_command import parse_depth, parse_hparams
+    from admin.common.fairseq_command import parse_depth, parse_hparams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-bin", type=Path, required=True)

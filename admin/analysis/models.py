@@ -17,12 +17,10 @@ from typing import Any
 import torch
 from fairseq import options, tasks
 
-import admin.fairseq_plugin  # noqa: F401  (registers admin_transformer)
-from admin.errors import AdminError
-from admin.fairseq_args import to_argv
-from admin.fairseq_command import RESERVED_HPARAMS
-from admin.fairseq_plugin.model import ProfilingFinished
-from admin.variants import fairseq_flags, needs_profile
+from admin.common.errors import AdminError
+from admin.common.fairseq_args import to_argv
+from admin.common.fairseq_command import RESERVED_HPARAMS, load_plugin
+from admin.common.variants import fairseq_flags, needs_profile
 
 # What the analyses add to a recipe's options: a CPU run and the training
 # options fairseq's parser insists on (they do not change the model).
@@ -33,6 +31,9 @@ _BASE = {
     "max_tokens": 2000,
     "criterion": "label_smoothed_cross_entropy",
 }
+
+# registers admin_transformer, as fairseq's --user-dir does
+PLUGIN = load_plugin()
 
 
 def small_hparams(dim: int, ffn_dim: int, heads: int) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class Builder:
             path = Path(tmp) / "profile.json"
             try:  # the plugin profiles the first training batch while building
                 self._build(hparams, layers + fairseq_flags(variant, path, profiling=True), seed)
-            except ProfilingFinished:
+            except PLUGIN.model.ProfilingFinished:
                 pass
             return self._build(hparams, layers + fairseq_flags(variant, path), seed)
 

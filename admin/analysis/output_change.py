@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
-from admin.errors import AdminError
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 
 DEFAULT_VARIANTS = ("postln", "preln", "admin", "admin-logn", "deepnet")
 DEFAULT_DEPTHS = (6, 12, 18, 24, 36, 48)
@@ -283,7 +283,7 @@ def plot(path: Path, rows: Sequence[Row], subtitle: str = "") -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from admin.analysis.models import Builder, small_hparams
-    from admin.fairseq_command import parse_hparams
+    from admin.common.fairseq_command import parse_hparams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-bin", type=Path, required=True, help="binarized data (a batch)")

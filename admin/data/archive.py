@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
 

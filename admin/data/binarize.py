@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data.corpus import require_files, zip_parallel
-from admin.errors import AdminError
 
 
 def binarize(

@@ -25,12 +25,12 @@ from pathlib import Path
 from subword_nmt.apply_bpe import BPE
 from subword_nmt.learn_bpe import learn_bpe
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data.corpus import clean_corpus, concat_files, require_files, write_stream
 from admin.data.registry import get_dataset
 from admin.data.textio import iter_lines, map_lines_iter
-from admin.errors import AdminError
 
 
 class ApplyBPE:

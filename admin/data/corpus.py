@@ -1,6 +1,6 @@
 """File-level building blocks of the recipes: pipe a file through a line pipeline, clean a
 parallel pair, split every n-th line off, concatenate.  All stream, so WMT-size corpora
-never sit in memory, and all write through :func:`admin.atomic.atomic_path`."""
+never sit in memory, and all write through :func:`admin.common.atomic.atomic_path`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from admin.atomic import atomic_path
+from admin.common.atomic import atomic_path
+from admin.common.errors import AdminError
 from admin.data.moses import PairCleaner
 from admin.data.textio import iter_lines, map_lines_iter
-from admin.errors import AdminError
 
 PathLike = str | os.PathLike[str]
 

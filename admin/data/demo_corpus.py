@@ -29,9 +29,9 @@ from functools import cache
 from itertools import accumulate
 from pathlib import Path
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
-from admin.errors import AdminError
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 
 SRC_LANG = "xs"  # ISO 639-1 leaves "xs"/"xt" unassigned: no clash with a real language
 TGT_LANG = "xt"

@@ -30,10 +30,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from admin.atomic import atomic_path, atomic_write_text
-from admin.cli import run_cli
+from admin.common.atomic import atomic_path, atomic_write_text
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data.registry import Archive, get_dataset
-from admin.errors import AdminError
 
 CHUNK = 1 << 20
 USER_AGENT = "admin-nmt-data/0.1 (+https://arxiv.org/abs/2004.08249 reproduction)"

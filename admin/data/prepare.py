@@ -16,11 +16,11 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data import iwslt14, multi30k, wmt14
 from admin.data.registry import get_dataset
-from admin.errors import AdminError
 
 RECIPES: dict[str, Callable[[Path, Path, int], None]] = {
     "iwslt14_de_en": iwslt14.prepare,

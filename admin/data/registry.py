@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 
 @dataclass(frozen=True)

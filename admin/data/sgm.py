@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from admin.common.errors import AdminError
 from admin.data.textio import decode_lines, split_lines
-from admin.errors import AdminError
 
 _OPEN = re.compile(r'<seg id="[0-9]*">[ \t\n\r\f\v]*')
 _CLOSE = re.compile(r"[ \t\n\r\f\v]*</seg>[ \t\n\r\f\v]*")

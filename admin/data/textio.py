@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from admin.atomic import atomic_path
-from admin.errors import AdminError
+from admin.common.atomic import atomic_path
+from admin.common.errors import AdminError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -19,12 +19,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from admin.atomic import atomic_path
-from admin.cli import run_cli
+from admin.common.atomic import atomic_path
+from admin.common.cli import run_cli
+from admin.common.errors import AdminError
 from admin.data.corpus import clean_corpus, pipe_files, zip_parallel
 from admin.data.moses import has_prefix_file
 from admin.data.pipeline import LinePipeline
-from admin.errors import AdminError
 
 
 def tokenize_corpus(

@@ -25,7 +25,7 @@ from fairseq.modules.transformer_layer import (
 )
 from torch import Tensor, nn
 
-from admin.profiling import RunningVariance
+from admin.common.profiling import RunningVariance
 
 PARAM_INITS = ("fairseq", "paper")
 OMEGA_TYPES = ("adaptive", "adaptive-profiling", "admin-logn", "deepnet")

@@ -1,7 +1,7 @@
 """The ``admin_transformer`` model family and its architecture presets.
 
 It is fairseq's ``transformer`` with one extra choice, ``--init-type``, that
-selects the residual variant (see :mod:`admin.fairseq_plugin.layers`):
+selects the residual variant (see :mod:`fairseq_plugin.layers <admin/fairseq_plugin/layers.py>`):
 
 ``default``             fairseq's own layers, Post-LN or (with ``--*-normalize-before``) Pre-LN
 ``adaptive-profiling``  Admin's profiling run: one batch, writes ``--admin-profile``, exits 0
@@ -11,7 +11,7 @@ selects the residual variant (see :mod:`admin.fairseq_plugin.layers`):
 ``rezero``              ReZero (Bachlechner et al. 2020)
 
 and ``--param-init paper``, the paper's initialisation where fairseq 0.12's
-differs from its fairseq 0.9 (:func:`~admin.fairseq_plugin.layers.init_paper_params`:
+differs from its fairseq 0.9 (:func:`~fairseq_plugin.layers.init_paper_params`:
 Xavier-uniform feed-forward weights, zero feed-forward and q/k/v biases; 0.12
 keeps torch's ``nn.Linear`` default there, which gives the feed-forward branch
 about 1/6 of the output variance at width 512, FFN 2048).
@@ -40,15 +40,16 @@ from fairseq.models.transformer.transformer_legacy import (
     transformer_wmt_en_de_big,
 )
 
-from admin import profiling
-from admin.fairseq_plugin.layers import (
+from admin.common import profiling
+from admin.common.variants import INIT_TYPES, admin_logn_omega, deepnorm_constants
+
+from .layers import (
     PARAM_INITS,
     AdminDecoderLayer,
     AdminEncoderLayer,
     init_deepnet_weights,
     init_paper_params,
 )
-from admin.variants import INIT_TYPES, admin_logn_omega, deepnorm_constants
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 # Input functions and the glue between Snakemake and the admin package.  No rules here.
 #
-# The logic lives in Python and is unit-tested there: admin.config (loading, validation,
+# The logic lives in Python and is unit-tested there: admin.common.config (loading, validation,
 # the matrix, per-rule resources), admin.recipe (what a run trains, when it stops, how it
-# runs) and admin.run_folder (the run folder's layout and status words).  This file only
+# runs) and admin.common.run_folder (the run folder's layout and status words).  This file only
 # adapts them to Snakemake: wildcards, file patterns, and which params Snakemake tracks.
 #
 # Parse time stays light: no fairseq or torch import.
@@ -17,12 +17,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
-import admin.config as admin_config
+import admin.common.config as admin_config
 from admin import recipe as recipes
-from admin import cluster_check, run_folder
+from admin.common import cluster_check, run_folder
 from admin.data.registry import DATASETS as REGISTRY
-from admin.errors import AdminError
-from admin.variants import VARIANTS, needs_profile
+from admin.common.errors import AdminError
+from admin.common.variants import VARIANTS, needs_profile
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 # The rules' conda environments (--sdm conda) install the admin package from the
@@ -46,7 +46,7 @@ def set_layout(prefix):
     RESOURCES = f"{prefix}resources"
     LOGS = f"{prefix}logs"
     BENCHMARKS = f"{LOGS}/benchmarks"
-    # One run folder (admin.run_folder) and its logs, as rule patterns.
+    # One run folder (admin.common.run_folder) and its logs, as rule patterns.
     RUN = run_folder.pattern(RESULTS)
     RUN_LOGS = run_folder.pattern(LOGS)
     RUN_BENCHMARKS = run_folder.pattern(BENCHMARKS)
@@ -104,7 +104,7 @@ def load_config(cfg):
 
 
 def device(kind):
-    """A job's --device: a rehearsal decides on the node (admin.launch.resolve_device);
+    """A job's --device: a rehearsal decides on the node (admin.common.launch.resolve_device);
     otherwise the job's resources say it."""
 
     def get(wildcards, resources):

@@ -3,24 +3,41 @@ argv of one run, and running a command with its output appended to log files."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from admin.errors import AdminError
-from admin.fairseq_args import to_argv
-from admin.run_folder import parse_depth
+from admin.common.errors import AdminError
+from admin.common.fairseq_args import to_argv
+from admin.common.run_folder import parse_depth
 
-__all__ = ["parse_depth", "parse_hparams", "parse_json_object", "run_logged", "train_argv"]
+__all__ = [
+    "load_plugin", "parse_depth", "parse_hparams", "parse_json_object", "run_logged",
+    "train_argv",
+]  # fmt: skip
 
-# The package folder is what fairseq's --user-dir imports (it registers the plugin).
-ADMIN_DIR = Path(__file__).resolve().parent
+# The plugin's own folder: what fairseq's --user-dir imports (as the module fairseq_plugin).
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "fairseq_plugin"
+PLUGIN_MODULE = PLUGIN_DIR.name
+
+
+def load_plugin() -> types.ModuleType:
+    """The plugin, loaded in this process the way ``--user-dir`` loads it in fairseq's
+    (``fairseq.utils.import_user_module``): once, as the top-level module
+    ``fairseq_plugin``, so that the model and the optimizer are registered once."""
+    from fairseq.utils import import_user_module
+
+    import_user_module(argparse.Namespace(user_dir=str(PLUGIN_DIR)))
+    return sys.modules[PLUGIN_MODULE]
+
 
 # Options the steps set themselves; in --hparams they would silently fight them.
 RESERVED_HPARAMS = frozenset(
@@ -69,7 +86,7 @@ def train_argv(
     if not Path(data_bin).is_dir():
         raise AdminError(f"data-bin {data_bin} is not a folder")
     return [
-        str(data_bin), "--user-dir", str(ADMIN_DIR), *to_argv(hparams),
+        str(data_bin), "--user-dir", str(PLUGIN_DIR), *to_argv(hparams),
         "--encoder-layers", str(depth[0]), "--decoder-layers", str(depth[1]),
         "--seed", str(seed), *variant_flags,
         "--save-dir", str(save_dir),

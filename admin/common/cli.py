@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 
 def run_cli(

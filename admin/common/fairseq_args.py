@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 
 def to_argv(hparams: Mapping[str, Any]) -> list[str]:

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 MODES = ("auto", "single", "torchrun", "srun")
 DEVICES = ("cuda", "cpu")

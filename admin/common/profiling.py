@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from admin.atomic import atomic_write_text
-from admin.errors import AdminError
+from admin.common.atomic import atomic_write_text
+from admin.common.errors import AdminError
 
 FORMAT = "admin-profile"
 VERSION = 1

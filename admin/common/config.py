@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 # Built-in fallbacks under resources.default.
 RESOURCE_FALLBACK: dict[str, int] = {

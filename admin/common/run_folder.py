@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from admin.atomic import atomic_write_text
-from admin.errors import AdminError
-from admin.variants import VARIANTS
+from admin.common.atomic import atomic_write_text
+from admin.common.errors import AdminError
+from admin.common.variants import VARIANTS
 
 COMPLETED = "completed"
 DIVERGED = "diverged"

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from admin.errors import AdminError
+from admin.common.errors import AdminError
 
 # MaxTime words for "no limit": scontrol prints UNLIMITED, sinfo infinite.
 UNLIMITED = {"unlimited", "infinite"}
@@ -195,7 +195,7 @@ def _limit(rec: Mapping[str, str], key: str, where: str) -> int | None:
 
 def query_cluster() -> Cluster:
     """The partitions and nodes of the cluster this machine submits to."""
-    from admin.launch import scontrol  # one scontrol runner, with its errors
+    from admin.common.launch import scontrol  # one scontrol runner, with its errors
 
     return cluster_from_scontrol(
         scontrol("show", "partition", "--oneliner", "--all"),
