@@ -39,4 +39,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.checkpoint_averaging",
         "admin.average over 10 checkpoints: time and peak memory",
     ),
+    "checkpoint_sizes": (
+        "benchmarks.checkpoint_sizes",
+        "bytes of a training checkpoint and of checkpoint_avg.pt per preset model, vs formula",
+    ),
 }
