@@ -43,4 +43,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.rehearsal",
         "the rehearsal of paper_all on the local two-node SLURM cluster: wall time",
     ),
+    "checkpoint_sizes": (
+        "benchmarks.checkpoint_sizes",
+        "bytes of a training checkpoint and of checkpoint_avg.pt per preset model, vs formula",
+    ),
 }

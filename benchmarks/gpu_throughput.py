@@ -12,18 +12,11 @@ RAdam step, under ``torch.autocast(bfloat16)`` with float32 weights (fairseq
 every round, the order rotating, and each variant's ratio to the stock model is
 the median of its per-round ratios.
 
-FLOPs of one training step (2 per multiply-add; backward = 2x forward, so
-training = 3x forward), for B sentences of S source and T target tokens,
-width d, FFN f, vocabulary V, L layers per stack:
-
-    encoder layer: B*S*(8d^2 + 4df) + 4*B*S^2*d
-    decoder layer: B*T*(12d^2 + 4df) + 4*B*S*d^2 + 4*B*T^2*d + 4*B*T*S*d
-    output projection: 2*B*T*d*V
-
-Embedding lookups, LayerNorm, softmax, dropout and the optimizer are not
-counted.  MFU = counted FLOPs per second / peak; the peak defaults to 989
-TFLOP/s (H200 SXM, dense bf16) on CUDA (``--peak-tflops`` to change it) and is not
-applied on CPU unless given.
+FLOPs of one training step are :func:`admin.budget.train_flops` (the project's one
+FLOP count, also behind ``python -m admin.budget`` and docs/compute-estimates.md),
+with L layers in each stack.  MFU = counted FLOPs per second / peak; the peak
+defaults to 989 TFLOP/s (H200 SXM, dense bf16) on CUDA (``--peak-tflops`` to change
+it) and is not applied on CPU unless given.
 """
 
 from __future__ import annotations
@@ -37,10 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from admin import budget
 from benchmarks.core import Context, Figure, Result, Target, interleave, ratios, summarise
 
 NAME = "gpu_throughput"
-H200_BF16_DENSE_TFLOPS = 989.0
+H200_BF16_DENSE_TFLOPS = budget.GPUS["h200"][1]
 
 
 @dataclass(frozen=True)
@@ -79,14 +73,11 @@ SMOKE = {
 
 
 def train_flops(cfg: Config, layers: int) -> float:
-    """Counted FLOPs of one training step (the formula in the module docstring)."""
-    b, s, t, d, f, v = cfg.sentences, cfg.src_len, cfg.tgt_len, cfg.dim, cfg.ffn, cfg.vocab
-    encoder = b * s * (8 * d * d + 4 * d * f) + 4 * b * s * s * d
-    decoder = (
-        b * t * (12 * d * d + 4 * d * f) + 4 * b * s * d * d + 4 * b * t * t * d + 4 * b * t * s * d
-    )
-    forward = layers * (encoder + decoder) + 2 * b * t * d * v
-    return 3.0 * forward
+    """Counted FLOPs of one training step of ``cfg``'s model with ``layers`` per stack."""
+    return budget.train_flops(
+        cfg.sentences, cfg.src_len, cfg.tgt_len, dim=cfg.dim, ffn=cfg.ffn, vocab=cfg.vocab,
+        encoder_layers=layers, decoder_layers=layers,
+    )  # fmt: skip
 
 
 def measure(cfg: Config) -> dict[int, dict[str, list[float]]]:

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from fairseq import options, tasks
 
-from admin.common.fairseq_command import load_plugin
-from tests.conftest import REPO, VENV_BIN
+from admin.common.fairseq_command import PLUGIN_DIR, load_plugin
+from tests.conftest import VENV_BIN
 
-USER_DIR = str(REPO / "admin")
+USER_DIR = str(PLUGIN_DIR)
 
 # A small model: wide enough for the statistics to be meaningful, fast on CPU.
 SMALL_MODEL = [

@@ -173,3 +173,23 @@ def test_gpu_script_runs_on_cpu(capsys):
     assert set(rows) == {"transformer", "admin", "stock fwd+bwd"}
     assert all(v > 0 for v in rows.values())
     assert "peak not applied" in out
+
+
+def test_padded_databin_has_the_requested_vocabulary(tmp_path):
+    """checkpoint_sizes' data-bin: real sentences, the joined dictionary padded to a
+    preset's size by fairseq-preprocess --srcdict, the same token ids as unpadded."""
+    from fairseq.data import Dictionary, data_utils
+
+    from benchmarks.core import Context
+    from benchmarks.databin import iwslt_databin, padded_databin
+
+    ctx = Context(quick=True, threads=1, workdir=tmp_path)
+    padded = padded_databin(ctx, 50, 10008)
+    base = iwslt_databin(ctx, 50)
+    for lang in ("de", "en"):
+        assert len(Dictionary.load(str(padded / f"dict.{lang}.txt"))) == 10008
+        pair = f"train.de-en.{lang}"
+        ids = [data_utils.load_indexed_dataset(str(b / pair)) for b in (base, padded)]
+        assert len(ids[0]) == len(ids[1]) == 50
+        assert all(ids[0][i].tolist() == ids[1][i].tolist() for i in range(50))
+    assert padded_databin(ctx, 50, 10008) == padded  # made once per run
