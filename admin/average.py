@@ -73,6 +73,30 @@ def _aliases(model: dict[str, torch.Tensor]) -> dict[str, str]:
     return out
 
 
+# Tensors at least this big are compared for equality before saving (the embeddings).
+TIE_MIN_ELEMENTS = 1 << 16
+
+
+def tie_equal(model: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """Store equal large tensors once: fairseq writes a GPU run's tied embeddings (encoder,
+    decoder, output projection) as separate copies (``utils.move_to_cpu``), so their
+    averages are separate but equal.  Equal values make this lossless whatever tied them.
+    Returns the (alias, kept) pairs."""
+    kept: dict[tuple, list[str]] = {}
+    tied = []
+    for key, value in model.items():
+        if not value.is_floating_point() or value.numel() < TIE_MIN_ELEMENTS:
+            continue
+        group = kept.setdefault((tuple(value.shape), value.dtype), [])
+        same = next((k for k in group if model[k] is value or torch.equal(model[k], value)), None)
+        if same is None:
+            group.append(key)
+        elif model[same] is not value:
+            model[key] = model[same]
+            tied.append((key, same))
+    return tied
+
+
 def average(paths: Sequence[Path], output: Path) -> None:
     """Write the average of ``paths`` (oldest first) to ``output``, streaming."""
     total: dict[str, torch.Tensor] = {}
@@ -104,6 +128,7 @@ def average(paths: Sequence[Path], output: Path) -> None:
         for alias, source in aliases.items():
             if source == key:
                 newest[alias] = mean
+    tie_equal(newest)
     weights_only = {"model": newest, **{k: state[k] for k in KEPT_FIELDS if k in state}}
     with atomic_path(output) as tmp:
         torch.save(weights_only, tmp)

@@ -267,8 +267,9 @@ RADAM_MOMENTS = 2  # exp_avg and exp_avg_sq, float32
 
 @dataclass(frozen=True)
 class CheckpointBytes:
-    model: int  # the model's tensors (checkpoint_avg.pt holds these only)
+    model: int  # the model's tensors in a training checkpoint
     optimizer: int  # RAdam's moments
+    averaged: int  # checkpoint_avg.pt: the model only, equal tensors stored once
 
     @property
     def training(self) -> int:
@@ -281,8 +282,11 @@ def checkpoint_bytes(shape: ModelShape, *, tied: bool) -> CheckpointBytes:
     shared embedding is stored once (float32 training on the CPU), not once per name
     (training on a GPU, or in half precision)."""
     params = parameter_count(shape)
-    model = params + buffer_count(shape) + (0 if tied else shared_aliases(shape))
-    return CheckpointBytes(FLOAT32 * model, FLOAT32 * RADAM_MOMENTS * params)
+    model = params + buffer_count(shape)
+    copies = 0 if tied else shared_aliases(shape)
+    # admin.average stores the copies of a shared embedding once (tie_equal)
+    return CheckpointBytes(FLOAT32 * (model + copies), FLOAT32 * RADAM_MOMENTS * params,
+                           FLOAT32 * model)  # fmt: skip
 
 
 def model_shape(
@@ -559,7 +563,7 @@ def disk_after(sizes: CheckpointBytes, epochs: int, window: tuple[int, int | Non
     peak = max(at_epoch_end, at_mid_epoch) * sizes.training
     kept = {"none": 0, "last": 1, "all": min(last, eligible) + 1 + mid}[keep]
     # checkpoint_avg.pt is written while the window is still there: never the peak
-    return Disk(peak, kept * sizes.training + sizes.model)
+    return Disk(peak, kept * sizes.training + sizes.averaged)
 
 
 def disk_before(sizes: CheckpointBytes, epochs: int) -> Disk:
@@ -715,7 +719,7 @@ def runs_table(runs_: Sequence[Run], hw: Hardware, by_depth: bool = False) -> st
             f"{p.flops_per_token / 1e9:.2f}" if p.flops_per_token else "—",
             num(p.tokens / 1e9 if p.tokens else None),
             str(r.epochs), num(p.gpu_hours(hw)), num(p.wall_hours(hw)),
-            size(r.sizes.training), size(r.sizes.model),
+            size(r.sizes.training), size(r.sizes.averaged),
         ])  # fmt: skip
     header = [*_who_header(by_depth), "GPUs x nodes", "params (M)", "GFLOPs per target token",
               "tokens trained (B)", "epochs", f"{hw.name}-hours", "wall hours",

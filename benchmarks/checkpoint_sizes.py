@@ -113,7 +113,7 @@ def measure(ctx: Context, cfg: dict, dataset: str, depth: str, precision: str) -
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # gigabytes each
     return Measured(dataset, depth, precision, vocab, budget.parameter_count(shape), *sizes,
-                    formula.training, formula.model, time.perf_counter() - start)  # fmt: skip
+                    formula.training, formula.averaged, time.perf_counter() - start)  # fmt: skip
 
 
 def mib(n: int) -> str:

@@ -161,7 +161,7 @@ def test_checkpoint_bytes_are_those_fairseq_writes_on_the_cpu(trained_admin_run,
     epochs = sorted((trained_admin_run / "checkpoints").glob("checkpoint[0-9]*.pt"))
     out = tmp_path / "checkpoint_avg.pt"
     average(epochs, out)
-    assert 0 < out.stat().st_size - sizes.model < PICKLE_OVERHEAD
+    assert 0 < out.stat().st_size - sizes.averaged < PICKLE_OVERHEAD
     assert sizes.training == 3 * sizes.model - 2 * 4 * budget.buffer_count(shape)
 
 
@@ -185,18 +185,25 @@ def test_half_precision_checkpoints_hold_float32_and_untied_embeddings(tiny_data
     assert sizes.model - budget.checkpoint_bytes(shape, tied=True).model == 4 * 2 * vocab * 64
     size = (save / "checkpoint_last.pt").stat().st_size
     assert 0 < size - sizes.training < PICKLE_OVERHEAD
+    # averaged, the three copies of the shared embedding are stored once again
+    from admin.average import average
+
+    average([save / "checkpoint_last.pt"], save / "checkpoint_avg.pt")
+    assert sizes.averaged == budget.checkpoint_bytes(shape, tied=True).model
+    assert 0 < (save / "checkpoint_avg.pt").stat().st_size - sizes.averaged < PICKLE_OVERHEAD
 
 
 def test_disk_accounting():
-    sizes = budget.CheckpointBytes(model=100, optimizer=200)  # a training checkpoint: 300
+    # a training checkpoint: 300; the averaged one (its copies tied): 80
+    sizes = budget.CheckpointBytes(model=100, optimizer=200, averaged=80)
     # 90 epochs, window of 10: the window, the new epoch, best, last and a mid-epoch one
     now = budget.disk_after(sizes, 90, (10, 90), 1000, "none")
-    assert (now.peak, now.left) == (14 * 300, 100)
-    assert budget.disk_after(sizes, 90, (10, 90), 1000, "last").left == 300 + 100
-    assert budget.disk_after(sizes, 90, (10, 90), 1000, "all").left == 12 * 300 + 100
+    assert (now.peak, now.left) == (14 * 300, 80)
+    assert budget.disk_after(sizes, 90, (10, 90), 1000, "last").left == 300 + 80
+    assert budget.disk_after(sizes, 90, (10, 90), 1000, "all").left == 12 * 300 + 80
     assert budget.disk_after(sizes, 90, (10, 90), 0, "none").peak == 13 * 300  # no mid-epoch
-    assert budget.disk_after(sizes, 3, (10, None), 0, "all").left == 4 * 300 + 100  # short run
-    assert budget.disk_after(sizes, 60, (10, 50), 0, "all").left == 11 * 300 + 100
+    assert budget.disk_after(sizes, 3, (10, None), 0, "all").left == 4 * 300 + 80  # short run
+    assert budget.disk_after(sizes, 60, (10, 50), 0, "all").left == 11 * 300 + 80
     before = budget.disk_before(sizes, 90)  # 90 epochs, best, last, avg with the optimizer
     assert before.peak == before.left == 93 * 300
 

@@ -148,3 +148,29 @@ def test_too_few_checkpoints_is_an_error(tmp_path):
     assert proc.returncode == 2
     assert "needs 10 epoch checkpoints" in proc.stderr and "found 1: checkpoint1.pt" in proc.stderr
     assert not (tmp_path / "average.json").exists()
+
+
+def test_equal_large_tensors_are_stored_once(tmp_path):
+    """A GPU run's checkpoint holds its tied embeddings as three copies (fairseq's
+    move_to_cpu); the average stores equal ones once, and only equal ones."""
+    emb = torch.randn(1000, 80)
+    model = {
+        "encoder.embed_tokens.weight": emb.clone(),
+        "decoder.embed_tokens.weight": emb.clone(),
+        "decoder.output_projection.weight": emb.clone(),
+        "other.weight": emb + 1e-3,  # same shape, other values
+        "small.bias": torch.zeros(80),
+        "other.bias": torch.zeros(80),  # small: never compared
+    }
+    tied = admin.average.tie_equal(model)
+    assert sorted(tied) == [("decoder.embed_tokens.weight", "encoder.embed_tokens.weight"),
+                            ("decoder.output_projection.weight",
+                             "encoder.embed_tokens.weight")]  # fmt: skip
+    assert model["decoder.output_projection.weight"] is model["encoder.embed_tokens.weight"]
+    assert model["other.weight"] is not model["encoder.embed_tokens.weight"]
+    path = tmp_path / "m.pt"
+    torch.save(model, path)
+    separate = tmp_path / "s.pt"
+    torch.save({k: v.clone() for k, v in model.items()}, separate)
+    saved = path.stat().st_size
+    assert saved < separate.stat().st_size - 2 * emb.numel() * 4 + 4096
