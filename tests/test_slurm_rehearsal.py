@@ -132,9 +132,9 @@ def _finish(proc: subprocess.Popen, log: Path, t0: float, timeout: float) -> Run
 
 def _train_job(log: Path, run: Path) -> str | None:
     """The SLURM job id of the newest train job of ``run`` in a Snakemake log."""
-    key = "_".join((run.parts[-3], run.parts[-2], run.parts[-1].removeprefix("seed")))
-    jobs = [s["slurm"] for s in submissions(log.read_text()) if f"rule_train/{key.split('_', 0)[0]}"
-            in s["log"] and s["log"].endswith(f"{DATASET}_{key}/{s['slurm']}.log")]  # fmt: skip
+    variant, depth, seed = run.parts[-3], run.parts[-2], run.parts[-1].removeprefix("seed")
+    folder = f"/rule_train/{DATASET}_{variant}_{depth}_{seed}/"
+    jobs = [s["slurm"] for s in submissions(log.read_text()) if folder in s["log"]]
     return jobs[-1] if jobs else None
 
 
