@@ -84,6 +84,19 @@ def test_cpu_two_ranks(trained_admin_run, tiny_databin, tmp_path):
         "checkpoint1.pt", "checkpoint_last.pt",  # checkpoint_best.pt is never kept
     }  # fmt: skip
 
+    # Extended by one epoch, both ranks resume from the checkpoint (each reads it: the
+    # weights-only unpickler refuses fairseq's broadcast of it) and the count continues.
+    args = train_args(
+        tiny_databin, run, "admin", "--profile", profile_path, "--nproc-per-node", 2,
+        world=2, max_epoch=2,
+    )  # fmt: skip
+    ok(run_step("train", *args, env=env))
+    resumed = json.loads((run / "status.json").read_text())
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
+    assert resumed["num_updates"] == 2 * status["num_updates"]
+    log = (run / "train.log").read_text()
+    assert "Loaded checkpoint" in log and "training on 2 devices" in log
+
 
 # --- launch command lines ---------------------------------------------------------
 
@@ -107,9 +120,11 @@ def test_single_and_one_node_commands():
         "-m", "admin.rank_entry", *argv,
     ]  # fmt: skip
     assert node.env == {"PATH": "/bin", CPUS_ENV: "16"}  # the ranks' CPU budget
-    assert device_flags(Launch(nproc_per_node=8)) == []  # GPUs: nccl and fairseq's DDP
+    # GPUs: nccl and fairseq's DDP; every rank reads the checkpoint it resumes from
+    assert device_flags(Launch(nproc_per_node=8)) == ["--load-checkpoint-on-all-dp-ranks"]
     assert device_flags(Launch(nproc_per_node=2, device="cpu")) == [
         "--cpu", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
+        "--load-checkpoint-on-all-dp-ranks",
     ]  # fmt: skip
     assert device_flags(Launch(device="cpu")) == ["--cpu"]
 

@@ -126,6 +126,12 @@ def device_flags(launch: Launch) -> list[str]:
         if launch.world_size > 1:
             # The stock DDP wrapper rejects CPU modules; gloo is the CPU backend.
             flags += ["--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
+    if launch.world_size > 1:
+        # Resuming, fairseq otherwise loads the checkpoint on rank 0 and broadcasts it as a
+        # pickle that the other ranks torch.load with weights_only=True, which refuses the
+        # omegaconf config inside: every rank but 0 fails.  Each rank reads it instead,
+        # through the plugin's allow-list (the checkpoints sit on a shared file system).
+        flags.append("--load-checkpoint-on-all-dp-ranks")
     return flags
 
 
