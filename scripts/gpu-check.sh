@@ -25,7 +25,8 @@
 #   --prepare        build the bundle (here; needs PyPI and the project's .venv)
 #   --cpu-smoke      the same sequence on the CPU with tiny sizes and without fp16
 #   --python PY      the Python to build the virtualenv from (default: python3); it must
-#                    be 3.12 (the bundle's wheels are cp312) and have torch
+#                    be 3.12 (the bundle's wheels are cp312) and have torch, scikit-learn
+#                    and SciPy (the bundle leaves them to the machine)
 #   --no-setup       run with PY as it is (it has fairseq, Snakemake and this project):
 #                    skips the setup phase, e.g. `--cpu-smoke --no-setup --python
 #                    .venv/bin/python` checks the sequence in the development venv
