@@ -145,7 +145,7 @@ def run(
                   "averaged": [], "epochs": []}  # fmt: skip
     else:
         output = out.parent / OUTPUT_NAME
-        done = _earlier_average(folder, status.recipe_id, window, output)
+        done = _earlier_average(folder, status, window, output)
         if done is not None:
             epochs = done["epochs"]
         else:
@@ -166,17 +166,19 @@ def run(
 
 
 def _earlier_average(
-    folder: rf.RunFolder, recipe_id: str, window: list, output: Path
+    folder: rf.RunFolder, status: rf.Status, window: list, output: Path
 ) -> dict | None:
-    """The record of an earlier average of the same run and window whose epoch
-    checkpoints were pruned since (so it cannot be recomputed), or None."""
+    """The record of an earlier average of the same run, window and epochs whose epoch
+    checkpoints were pruned since (so it cannot be recomputed), or None.  A run trained
+    on since has other epochs in its window: it is averaged again."""
     record = rf.read_record(folder) or {}
     done = record.get("averaged") or {}
     if not record.get("pruned") or not output.is_file():
         return None
-    if done.get("recipe_id") != recipe_id or done.get("window") != window:
+    if done.get("recipe_id") != status.recipe_id or done.get("window") != window:
         return None
-    return done
+    wanted = rf.averaging_window(range(1, status.epochs + 1), *window)
+    return done if done.get("epochs") == wanted else None
 
 
 def build_parser() -> argparse.ArgumentParser:

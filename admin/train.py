@@ -191,7 +191,7 @@ def plan_resume(folder: rf.RunFolder, recipe: rf.Recipe, end: Mapping[str, Any])
                 "continue; keep them with checkpoints.keep: last to extend finished runs"
             )
         if why is None and finished is not None:
-            missing = _missing_window(folder, progress, tuple(end["window"]))
+            missing = _missing_window(folder, progress, end)
             if missing:
                 why = f"the averaging window needs epochs {missing}, whose checkpoints are gone"
     if why is None:
@@ -208,12 +208,15 @@ def plan_resume(folder: rf.RunFolder, recipe: rf.Recipe, end: Mapping[str, Any])
     )
 
 
-def _missing_window(folder: rf.RunFolder, progress: TrainLog, window: tuple) -> list[int]:
-    """Epochs a finished run's averaging window needs but whose checkpoints are gone."""
-    last, upper = window
-    wanted = rf.averaging_window(range(1, progress.epochs + 1), last, upper)
+def _missing_window(folder: rf.RunFolder, progress: TrainLog, end: Mapping[str, Any]) -> list[int]:
+    """Epochs already trained that the averaging window at the run's new end needs but
+    whose checkpoints are gone.  The end is ``max_epoch`` when the stop conditions set it
+    (a longer run's window moves on to epochs still to come), else the epochs so far."""
+    last, upper = end["window"]
+    final = max(int(end["stop"].get("max_epoch") or 0), progress.epochs)
+    wanted = rf.averaging_window(range(1, final + 1), last, upper)
     present = folder.epoch_checkpoints()
-    return [e for e in wanted if e not in present]
+    return [e for e in wanted if e <= progress.epochs and e not in present]
 
 
 # --------------------------------------------------------------------------- disk

@@ -50,6 +50,8 @@ def test_extended_run_continues_exactly_where_a_longer_run_would_be(tiny_databin
     _train(tiny_databin, longer, max_epoch=3)
     first = _train(tiny_databin, extended, max_epoch=2)
     assert first["num_updates"] == 2 * UPDATES_PER_EPOCH
+    # scored with checkpoints.keep: last, so only checkpoint_last.pt is left to go on from
+    assert rf.prune_after_scoring(rf.RunFolder(extended), "last") == ["checkpoint2.pt"]
     second = _train(tiny_databin, extended, max_epoch=3)  # same recipe, one epoch more
 
     assert second["recipe_id"] == first["recipe_id"]

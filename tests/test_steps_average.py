@@ -103,6 +103,11 @@ def test_a_pruned_run_reuses_its_average(trained_admin_run, tmp_path):
     assert again == first and (run / "checkpoint_avg.pt").read_bytes() == avg_bytes
     with pytest.raises(admin.average.AdminError, match="needs 3 epoch checkpoints"):
         admin.average.run(run / "checkpoints", run / "status.json", 3, None, run / "a3.json")
+    # trained on since (an extended run): the old average is not its average any more
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "epochs": status["epochs"] + 1}))
+    with pytest.raises(admin.average.AdminError, match="needs 2 epoch checkpoints"):
+        admin.average.run(run / "checkpoints", run / "status.json", 2, None, run / "a4.json")
 
 
 def test_epoch_window(tmp_path):
