@@ -24,7 +24,7 @@ $(STAMP): $(INSTALL_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r envs/requirements.txt -c envs/constraints.txt
 	@# fairseq-fixed: built against the torch above (no isolation) and without
-	@# its own requirements (they would pull another torch); see DESIGN notes.
+	@# its own requirements (they would pull another torch); see envs/requirements-fairseq.txt.
 	$(PY) -m pip install --no-build-isolation --no-deps -r envs/requirements-fairseq.txt
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 	$(PY) -c 'import fairseq, snakemake, admin'

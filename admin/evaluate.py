@@ -2,9 +2,9 @@
 
     python -m admin.evaluate --data-bin DIR --average RUN/average.json \\
         --hparams '{"beam": 5, "lenpen": 1.0, "max_tokens": 4096}' [--compound-split] \\
-        [--beam N] [--lenpen X] [--source-lang de --target-lang en] [--device cpu] \\
+        [--beam N] [--lenpen X] [--source-lang de --target-lang en] [--device auto|cuda|cpu] \\
         [--ref-raw FILE [--sacrebleu-lowercase]] [--out-dir RUN] \\
-        [--scores RUN/scores.json] [--log FILE]
+        [--scores RUN/scores.json] [--log FILE] [--keep-checkpoints none|last|all]
 
 ``--hparams`` holds fairseq-generate options (beam and lenpen may come from there
 or from the flags; ``gen_subset`` defaults to test).  The language pair is read

@@ -1,7 +1,9 @@
 """Loss curves and BLEU against depth, as PNG files.
 
-    python -m admin.plots curves --run RUN_DIR [--run RUN_DIR ...] --out curves_6-6.png
-    python -m admin.plots bleu --run RUN_DIR [--run RUN_DIR ...] --out bleu_vs_depth.png
+    python -m admin.plots curves --run RUN_DIR [--run RUN_DIR ...] --out curves_6-6.png \\
+        [--dataset NAME] [--rehearsal]
+    python -m admin.plots bleu --run RUN_DIR [--run RUN_DIR ...] --out bleu_vs_depth.png \\
+        [--dataset NAME] [--rehearsal]
 
 Each run folder (:mod:`admin.common.run_folder`) names its variant, depth and seed in its
 ``status.json``.  ``curves`` (runs of one depth) reads each ``train.log``: training loss solid,

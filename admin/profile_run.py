@@ -2,7 +2,7 @@
 
     python -m admin.profile_run --data-bin DIR --recipe RUN/recipe.json \\
         [--runtime '{"log_interval": 100}'] --out RUN/profile.json --log RUN/profile.log \\
-        [--device cuda|cpu]
+        [--device cuda|cpu|auto]
 
 The plugin (``--init-type adaptive-profiling``) computes the omegas on the first
 batch of the recipe's training run (its options, with the recipe's profiling options

@@ -1,7 +1,7 @@
 """The paper-style results table of one dataset.
 
     python -m admin.table --dataset iwslt14_de_en --run RUN_DIR [--run RUN_DIR ...] \\
-        (--out-dir results/iwslt14_de_en | --md F --csv F --json F)
+        (--out-dir results/iwslt14_de_en | --md F --csv F --json F) [--rehearsal]
 
 Each run folder (:mod:`admin.common.run_folder`) gives its ``status.json`` (which names its
 variant, depth and seed) and its ``scores.json``.

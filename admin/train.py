@@ -3,7 +3,7 @@
     python -m admin.train --data-bin DIR --run-dir RUN --recipe RUN/recipe.json \\
         [--profile RUN/profile.json] [--stop '{"max_epoch": 50}'] [--runtime '{...}'] \\
         [--average-last 10] [--average-upper-bound 90] [--divergence '{...}'] \\
-        [--device cuda|cpu] [--nproc-per-node N] [--nnodes M] \\
+        [--device cuda|cpu|auto] [--nproc-per-node N] [--nnodes M] [--cpus-per-node C] \\
         [--launcher auto|single|torchrun|srun] [--log RUN/train.log] [--status RUN/status.json]
 
 The recipe (:mod:`admin.recipe`) says what is trained; ``--stop`` when it stops

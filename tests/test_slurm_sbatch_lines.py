@@ -8,7 +8,7 @@ profiling on one GPU, 6L-6L training on 1 node x 8 GPUs and 60L-12L training on
 the plugin's own submit-string functions (``get_submit_command`` and
 ``set_gres_string``, as the plugin's tests do) and to the jobstep's srun settings.
 The two-node launch itself runs for real on the local two-node cluster
-(tests/test_slurm_multinode.py).
+(tests/test_slurm_cluster.py, tests/test_slurm_rehearsal.py).
 """
 
 from __future__ import annotations

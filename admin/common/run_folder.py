@@ -11,10 +11,15 @@ What lives in it:
 * ``checkpoints/``: fairseq's checkpoints, the training history (``train.log``, every
   attempt appended) and ``run.json``, the record of which recipe they were trained
   under.  Never a declared Snakemake output, so a killed job resumes from it;
+* ``checkpoints.superseded-<recipe id>[-N]/``: a ``checkpoints/`` moved aside by
+  :func:`supersede` when training had to start afresh (never deleted here);
 * ``trainer.lock``: held while a trainer works on the folder (one trainer per run);
 * ``train.log``, ``status.json``: the training step's outputs;
 * ``average.json``, ``checkpoint_avg.pt``: the averaged model (weights only);
-* ``generate.txt``, ``hyp.*``, ``ref.*``, ``scores.json``: the evaluation's outputs.
+* ``generate.txt``, ``generate.log``, ``hyp.*``, ``ref.*``, ``scores.json``: the
+  evaluation's outputs.
+
+docs/step-contracts.md lists who writes each file and what pruning and superseding do.
 """
 
 from __future__ import annotations
