@@ -33,6 +33,7 @@ from typing import Any
 from admin.common import config as cfgmod
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
+from admin.common.fairseq_command import check_training_options
 from admin.common.run_folder import Recipe, RunKey, parse_depth, write_recipe
 from admin.common.variants import MODEL_CODE_VERSION, VARIANTS, needs_profile
 
@@ -112,6 +113,7 @@ def make_spec(
     """A run's recipe, except the data-bin's identity (the recipe step adds it), from its
     fairseq options (stop and runtime options are left out), the process count its
     ``update_freq`` assumes and, for Admin, its profiling run's options."""
+    check_training_options(hparams, f"the hparams of {key.dataset}/{key.variant}/{key.depth}")
     identity, _, _ = split_hparams(hparams)
     identity.pop("update_freq", None)
     enc, dec = parse_depth(key.depth)

@@ -37,9 +37,17 @@ def demo_hparams(config: Path = REPO / "config" / "config.yaml") -> dict[str, An
 
 
 def profile_job(ctx: Context, databin: Path, depth: str, hparams: dict, out: Path) -> float:
+    """The workflow's profiling job, from the run's recipe (written first, not timed)."""
+    from admin import recipe
+    from admin.common.run_folder import RunKey, write_recipe
+
+    recipe_file = out.with_suffix(".recipe.json")
+    spec = recipe.make_spec(RunKey("iwslt14_bench", "admin", depth, 1), hparams)
+    write_recipe(recipe_file, recipe.build(databin, spec))
+    _, _, runtime = recipe.split_hparams(hparams)
     cmd = [
         sys.executable, "-m", "admin.profile_run", "--data-bin", str(databin),
-        "--depth", depth, "--seed", "1", "--hparams", json.dumps(hparams),
+        "--recipe", str(recipe_file), "--runtime", json.dumps(runtime),
         "--out", str(out), "--log", str(out.with_suffix(".log")), "--device", "cpu",
     ]  # fmt: skip
     start = time.perf_counter()

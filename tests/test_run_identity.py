@@ -75,12 +75,16 @@ def test_extended_run_continues_exactly_where_a_longer_run_would_be(tiny_databin
 def test_changed_recipe_starts_afresh_and_keeps_the_old_run_aside(tiny_databin, tmp_path):
     run = tmp_path / "run"
     old = _train(tiny_databin, run, max_epoch=1)
+    ok(run_step("average", "--checkpoints", run / "checkpoints", "--status", run / "status.json",
+                "--last", 1, "--out", run / "average.json"))  # fmt: skip
     new = _train(tiny_databin, run, max_epoch=1, lr=0.001)
 
     assert new["recipe_id"] != old["recipe_id"]
     assert new["num_updates"] == UPDATES_PER_EPOCH  # trained again, from update 1
     aside = run / f"checkpoints.superseded-{old['recipe_id']}"
     assert (aside / "checkpoint_last.pt").is_file() and (aside / "train.log").is_file()
+    # the old recipe's averaged model goes with it: nothing of it is left beside the new run
+    assert (aside / "checkpoint_avg.pt").is_file() and not (run / "checkpoint_avg.pt").exists()
     log = (run / "train.log").read_text()
     assert log.startswith(
         f"admin.train: starting afresh for recipe {new['recipe_id']}: "

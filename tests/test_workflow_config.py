@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+import admin.evaluate
+from admin.common.fairseq_command import RESERVED_HPARAMS
 from admin.common.variants import VARIANTS
 from admin.data.registry import DATASETS
 from tests.conftest import REPO
@@ -124,6 +126,11 @@ def test_schema_agrees_with_the_code():
     assert SCHEMA["$defs"]["variant"]["enum"] == list(VARIANTS)
     sources = SCHEMA["$defs"]["experiment"]["properties"]["data"]["properties"]["source"]["enum"]
     assert set(sources) == {"demo", *DATASETS}
+    # the options the steps set themselves are refused by the schema, before any job
+    hparams = SCHEMA["$defs"]["hparams"]["propertyNames"]["not"]
+    assert set(hparams["enum"]) == RESERVED_HPARAMS
+    generate = SCHEMA["$defs"]["experiment"]["properties"]["generate"]["propertyNames"]["not"]
+    assert set(generate["enum"]) == admin.evaluate.RESERVED
 
 
 def test_readme_documents_every_key():

@@ -20,8 +20,8 @@ from admin.common.fairseq_args import to_argv
 from admin.common.run_folder import parse_depth
 
 __all__ = [
-    "load_plugin", "parse_depth", "parse_hparams", "parse_json_object", "run_logged",
-    "train_argv",
+    "check_training_options", "load_plugin", "parse_depth", "parse_hparams", "parse_json_object",
+    "run_logged", "train_argv",
 ]  # fmt: skip
 
 # The plugin's own folder: what fairseq's --user-dir imports (as the module fairseq_plugin).
@@ -61,16 +61,21 @@ def parse_json_object(text: str, flag: str) -> dict[str, Any]:
     return value
 
 
-def parse_hparams(text: str) -> dict[str, Any]:
-    hparams = parse_json_object(text, "--hparams")
+def check_training_options(hparams: Mapping[str, Any], where: str) -> None:
+    """Training options name an admin_transformer arch and none the steps set themselves."""
     reserved = sorted(RESERVED_HPARAMS & hparams.keys())
     if reserved:
         raise AdminError(
-            f"--hparams sets {', '.join(reserved)}, which the step sets itself; remove them"
+            f"{where} sets {', '.join(reserved)}, which the steps set themselves; remove them"
         )
     arch = hparams.get("arch")
     if not isinstance(arch, str) or not arch.startswith("admin_transformer"):
-        raise AdminError(f"--hparams needs 'arch' set to an admin_transformer preset, got {arch!r}")
+        raise AdminError(f"{where} needs 'arch' set to an admin_transformer preset, got {arch!r}")
+
+
+def parse_hparams(text: str) -> dict[str, Any]:
+    hparams = parse_json_object(text, "--hparams")
+    check_training_options(hparams, "--hparams")
     return hparams
 
 

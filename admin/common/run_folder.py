@@ -328,14 +328,17 @@ def prune_after_scoring(folder: RunFolder, keep: str, say: Any = print) -> list[
 
 
 def supersede(folder: RunFolder, tag: str) -> Path:
-    """Move the checkpoint folder aside (``checkpoints.superseded-<tag>[-N]``), so that
-    training starts afresh and nothing of the old run is lost; returns its new place."""
+    """Move the checkpoint folder aside (``checkpoints.superseded-<tag>[-N]``), with the
+    old run's averaged model, so that training starts afresh and nothing of the old run
+    is lost (nor left where the new run's files go); returns its new place."""
     target = folder.path / f"checkpoints.superseded-{tag}"
     n = 1
     while target.exists():
         n += 1
         target = folder.path / f"checkpoints.superseded-{tag}-{n}"
     os.replace(folder.checkpoints, target)
+    if folder.averaged_checkpoint.is_file():
+        os.replace(folder.averaged_checkpoint, target / folder.averaged_checkpoint.name)
     return target
 
 
