@@ -96,7 +96,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def run_folders(mode: str) -> list[Path]:
     """The run folders, relative to the workflow's folder."""
-    from admin.run_folder import RunKey
+    from admin.common.run_folder import RunKey
 
     return [
         RunKey("demo", variant, depth, SEED).folder("results")
@@ -161,9 +161,9 @@ def train_inner_fields(text: str) -> list[dict[str, float]]:
 
 
 def read_run(workflow: Path, folder: Path, mode: str) -> RunFigures:
-    from admin import profiling
-    from admin import run_folder as rf
-    from admin.fairseq_log import parse
+    from admin.common import profiling
+    from admin.common import run_folder as rf
+    from admin.common.fairseq_log import parse
 
     key = rf.key_of(folder)
     run = RunFigures(folder, key.variant, key.depth)
@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for folder in run_folders(args.mode):
             print((folder / "scores.json").as_posix())
         return 0
-    from admin.atomic import atomic_write_text
+    from admin.common.atomic import atomic_write_text
 
     text, problems = render(args.mode, args.work, args.seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,9 @@ install_project() {
 versions() {
     (cd "$work" && "$run_py" - "$mode" <<'EOF'
 import sys
-import admin.fairseq_plugin, fairseq, snakemake, torch
+import fairseq, snakemake, torch
+from admin.common.fairseq_command import load_plugin
+load_plugin()
 from importlib import metadata
 print("python", sys.version.split()[0], sys.executable)
 names = ("torch", "fairseq-fixed", "snakemake", "numpy", "scikit-learn", "scipy", "hydra-core",
