@@ -2,7 +2,8 @@
 #
 # The logic lives in Python and is unit-tested there: admin.common.config (loading, validation,
 # the matrix, per-rule resources), admin.recipe (what a run trains, when it stops, how it
-# runs) and admin.common.run_folder (the run folder's layout and status words).  This file only
+# runs), admin.common.step_options (the options each rule passes to its step) and
+# admin.common.run_folder (the run folder's layout and status words).  This file only
 # adapts them to Snakemake: wildcards, file patterns, and which params Snakemake tracks.
 #
 # Parse time stays light: no fairseq or torch import.
@@ -20,7 +21,7 @@ from snakemake.sourcecache import LocalSourceFile
 import admin.common.config as admin_config
 from admin import recipe as recipes
 from admin.common import cluster_check, run_folder
-from admin.data.registry import DATASETS as REGISTRY
+from admin.common import step_options
 from admin.common.errors import AdminError
 from admin.common.variants import VARIANTS, needs_profile
 
@@ -108,20 +109,14 @@ def device(kind):
     otherwise the job's resources say it."""
 
     def get(wildcards, resources):
-        if config["rehearsal"] and config["rehearsal_settings"]["device"] == "auto":
-            return "auto"
         gpus = resources.gpus_per_node if kind == "train" else resources.gpu
-        return "cuda" if gpus else "cpu"
+        return step_options.device(config, gpus)
 
     return get
 
 
 def rehearsal_flag(wildcards):
-    return ["--rehearsal"] if config["rehearsal"] else []
-
-
-def experiment(dataset):
-    return admin_config.experiment(config, dataset)
+    return step_options.rehearsal_flag(config)
 
 
 def matrix(dataset):
@@ -156,11 +151,7 @@ def alternation(names):
 
 
 def datasets_by_source(demo):
-    return [
-        n
-        for n, e in config["experiments"].items()
-        if (e["data"]["source"] == "demo") == demo
-    ]
+    return step_options.datasets_by_source(config, demo)
 
 
 def paper_targets(dataset):
@@ -180,65 +171,32 @@ def paper_targets(dataset):
 
 
 def source(dataset):
-    return experiment(dataset)["data"]["source"]
+    return step_options.source(config, dataset)
 
 
 def languages(dataset):
-    if source(dataset) == "demo":
-        return "xs", "xt"
-    entry = REGISTRY[source(dataset)]
-    return entry.src, entry.tgt
+    return step_options.languages(config, dataset)
 
 
 def archives(wildcards):
-    entry = REGISTRY[source(wildcards.dataset)]
-    return [
-        f"{RESOURCES}/{wildcards.dataset}/archives/{a.filename}" for a in entry.archives
-    ]
+    names = step_options.archive_names(config, wildcards.dataset)
+    return [f"{RESOURCES}/{wildcards.dataset}/archives/{name}" for name in names]
 
 
 def download_options(wildcards):
-    opts = config["download"]
-    argv = ["--lock", opts["lock"], "--retries", str(opts["retries"])]
-    if opts.get("offline_dir"):
-        argv += ["--offline-dir", opts["offline_dir"]]
-    for mirror in opts.get("mirrors", []):
-        argv += ["--mirror", mirror]
-    if opts.get("mirrors_only"):
-        argv.append("--mirrors-only")
-    return argv
+    return step_options.download_options(config)
 
 
 def corpus_options(wildcards):
-    corpus = experiment(wildcards.dataset)["data"].get("corpus") or {}
-    return [
-        "--seed", str(corpus.get("seed", 1)),
-        "--train", str(corpus.get("train", 20000)),
-        "--valid", str(corpus.get("valid", 1000)),
-        "--test", str(corpus.get("test", 1000)),
-    ]  # fmt: skip
+    return step_options.corpus_options(config, wildcards.dataset)
 
 
 def tokenize_options(wildcards):
-    tok = experiment(wildcards.dataset)["data"].get("tokenize") or {}
-    argv = []
-    for key, flag in (
-        ("lowercase", "--lowercase"),
-        ("normalize_punct", "--normalize-punct"),
-        ("aggressive", "--aggressive"),
-    ):
-        if tok.get(key):
-            argv.append(flag)
-    if tok.get("clean_train"):
-        argv += ["--clean-train", *(str(v) for v in tok["clean_train"])]
-    return argv
+    return step_options.tokenize_options(config, wildcards.dataset)
 
 
 def bpe_options(wildcards):
-    data = experiment(wildcards.dataset)["data"]
-    if data.get("bpe_merges"):
-        return ["--merges", str(data["bpe_merges"])]
-    return ["--dataset", data["source"]]
+    return step_options.bpe_options(config, wildcards.dataset)
 
 
 # --------------------------------------------------------------------------- resources
@@ -311,24 +269,19 @@ def runtime_options(wildcards):
 
 
 def average_options(wildcards):
-    """The averaging window (the epochs checkpoint averaging reads)."""
-    last, upper = admin_config.average_window(config, wildcards.dataset)
-    return ["--last", str(last)] + (["--upper-bound", str(upper)] if upper else [])
+    return step_options.average_options(config, wildcards.dataset)
 
 
 def kept_window_options(wildcards):
-    """The same window for training, which keeps exactly those epoch checkpoints."""
-    last, upper = admin_config.average_window(config, wildcards.dataset)
-    argv = ["--average-last", str(last)]
-    return argv + (["--average-upper-bound", str(upper)] if upper else [])
+    return step_options.kept_window_options(config, wildcards.dataset)
 
 
 def divergence_settings(wildcards):
-    return json.dumps(config["divergence"], sort_keys=True)
+    return step_options.divergence_settings(config)
 
 
 def keep_checkpoints(wildcards):
-    return config["checkpoints"]["keep"]
+    return step_options.keep_checkpoints(config)
 
 
 def profile_input(wildcards):
@@ -342,42 +295,28 @@ def profile_input(wildcards):
 
 
 def profile_options(wildcards, input):
-    if needs_profile(wildcards.variant):
-        return ["--profile", str(input.profile)]
-    return []
+    return step_options.profile_options(wildcards.variant, input.profile or None)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 def generate_hparams(wildcards):
-    return json.dumps(experiment(wildcards.dataset)["generate"])
+    return step_options.generate_hparams(config, wildcards.dataset)
 
 
 def raw_text(wildcards):
-    """The folder with the test set's raw references (sacreBLEU scores against them): the
-    demo's raw text, or a registry dataset's prepared folder (test.raw.<tgt>, written by
-    admin.data.prepare from the SGM / XML / raw test file)."""
-    if source(wildcards.dataset) == "demo":
-        return f"{RESOURCES}/{wildcards.dataset}/raw"
-    return f"{RESOURCES}/{wildcards.dataset}/prepared"
+    """The folder with the test set's raw references (sacreBLEU scores against them)."""
+    folder = step_options.raw_text_folder(config, wildcards.dataset)
+    return f"{RESOURCES}/{wildcards.dataset}/{folder}"
 
 
 def detok_options(wildcards, input):
-    tgt = languages(wildcards.dataset)[1]
-    if source(wildcards.dataset) == "demo":
-        ref = f"{input.raw}/test.{tgt}"
-        tok = experiment(wildcards.dataset)["data"].get("tokenize") or {}
-        lowercased = bool(tok.get("lowercase"))
-    else:
-        ref = f"{input.raw}/test.raw.{tgt}"
-        lowercased = REGISTRY[source(wildcards.dataset)].lowercased
-    return ["--ref-raw", ref] + (["--sacrebleu-lowercase"] if lowercased else [])
+    return step_options.detok_options(config, wildcards.dataset, input.raw)
 
 
 def scoring_options(wildcards):
-    scoring = experiment(wildcards.dataset).get("scoring") or {}
-    return ["--compound-split"] if scoring.get("compound_split") else []
+    return step_options.scoring_options(config, wildcards.dataset)
 
 
 # --------------------------------------------------------------------------- report
@@ -405,11 +344,7 @@ def depth_run_files(name):
 
 
 def run_folders(paths):
-    """The run folders of a list of files inside them, as --run arguments."""
-    argv = []
-    for path in paths:
-        argv += ["--run", str(Path(path).parent)]
-    return argv
+    return step_options.run_folders(paths)
 
 
 # --------------------------------------------------------------------------- analyses
@@ -426,29 +361,12 @@ def analysis_data_bin(wildcards):
     return f"{RESOURCES}/{analysis_dataset()}/data-bin"
 
 
-def batch_options():
-    batch = config["analysis"]["batch"]
-    return ["--split", batch["split"], "--max-tokens", str(batch["max_tokens"])]
-
-
 def output_change_targets():
     return [f"{ANALYSIS}/output_change.{ext}" for ext in ("csv", "png")]
 
 
 def output_change_options(wildcards):
-    opts = config["analysis"]["output_change"]
-    return [
-        *batch_options(),
-        "--variants", *opts["variants"],
-        "--depths", *(str(d) for d in opts["depths"]),
-        "--dim", str(opts["embed_dim"]),
-        "--ffn-dim", str(opts["ffn_embed_dim"]),
-        "--heads", str(opts["attention_heads"]),
-        "--inits", *(str(s) for s in opts["inits"]),
-        "--draws", str(opts["draws"]),
-        "--scale", str(opts["scale"]),
-        "--dtype", opts["dtype"],
-    ]  # fmt: skip
+    return step_options.output_change_options(config)
 
 
 def dependency_depths():
@@ -473,10 +391,8 @@ def dependency_targets(wildcards=None):
 def trained_run(variant, depth):
     """The analysis dataset's run folder of this variant and depth at the dependency seed,
     if its matrix trains one; otherwise None."""
-    dataset = analysis_dataset()
-    variants, depths, seeds = matrix(dataset)
-    seed = dependency_seed()
-    if variant in variants and depth in depths and seed in seeds:
+    dataset, seed = analysis_dataset(), dependency_seed()
+    if (variant, depth, seed) in admin_config.cells(config, dataset):
         return run_dir(dataset, variant, depth, seed)
     return None
 
@@ -496,18 +412,12 @@ def dependency_profile(wildcards):
 
 def dependency_hparams(wildcards):
     """The analysis dataset's recipe at this depth: the heatmaps show the models it trains."""
-    return json.dumps(
-        admin_config.recipe_hparams(config, analysis_dataset(), wildcards.depth)
-    )
+    return step_options.dependency_hparams(config, analysis_dataset(), wildcards.depth)
 
 
 def dependency_options(wildcards, input):
-    argv = [*batch_options(), "--seed", str(dependency_seed())]
-    if input.profile:
-        argv += ["--profile", str(input.profile)]
-    if input.average:
-        argv += ["--average", str(input.average)]
-    return argv
+    profile, average = input.profile or None, input.average or None
+    return step_options.dependency_options(config, dependency_seed(), profile, average)
 
 
 def built_analyses(wildcards):
