@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.admin-installed
 INSTALL_INPUTS := envs/requirements.txt envs/constraints.txt envs/requirements-fairseq.txt pyproject.toml
 CORES ?= all
+# make test runs the suite on two workers (tests/conftest.py says how it groups them)
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint bench clean-venv
 
@@ -34,7 +36,7 @@ demo: install
 	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 
 test: install
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Writes benchmarks/results/<date>-<host>.md (11 min on an idle 2-core machine);
 # e.g. `make bench BENCH_ARGS="--only planning --quick"` reruns one benchmark.
