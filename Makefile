@@ -36,7 +36,7 @@ demo: install
 	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 
 test: install
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Writes benchmarks/results/<date>-<host>.md (11 min on an idle 2-core machine);
 # e.g. `make bench BENCH_ARGS="--only planning --quick"` reruns one benchmark.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,12 +76,12 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return dest
 
 
-# `make test` runs the suite on two workers (`pytest -n 2 --dist loadgroup`).  Each
-# module is one group, so its module-scoped fixtures (a trained demo, a rehearsal) are
-# built once; every module that drives the local SLURM cluster shares one group, since the
-# fault drills set a node DOWN and would requeue another module's jobs.  The longest groups
-# start first so that both workers stay busy to the end (measured with --durations; the
-# order only changes the wall time).
+# `make test` runs the suite on two workers (`pytest -n 2 --dist loadfile`).  Each module
+# runs whole on one worker, so its module-scoped fixtures (a trained demo, a rehearsal)
+# are built once; every module that drives the local SLURM cluster runs on the same
+# worker, since the fault drills set a node DOWN and would requeue another module's jobs.
+# The longest modules start first so that both workers stay busy to the end (measured
+# with --durations; the order only changes the wall time).
 LONGEST_FIRST = (
     "test_slurm_rehearsal.py",
     "test_workflow_e2e.py",
@@ -88,16 +89,24 @@ LONGEST_FIRST = (
 )
 
 
-def _group(item: pytest.Item) -> str:
-    name = item.path.name
-    return "slurm" if name.startswith("test_slurm_") else name
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     items.sort(key=rank)  # stable: the order within each module is kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with every SLURM module in one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SlurmTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return "slurm" if Path(module).name.startswith("test_slurm_") else module
+
+    return SlurmTogether(config, log)
