@@ -85,6 +85,8 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 LONGEST_FIRST = (
     "test_slurm_rehearsal.py",
     "test_workflow_e2e.py",
+    "test_divergence.py",
+    "test_run_identity.py",
     "test_cli_end_to_end.py",
 )
 
@@ -103,6 +105,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST (xdist sorts by test count)
 
     class SlurmTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -89,7 +89,10 @@ def test_demo_produces_table_plots_and_report(demo):
     for run in out.glob("*/*/seed1"):
         for name in ("train.log", "status.json", "average.json", "generate.txt", "scores.json"):
             assert (run / name).is_file(), run / name
-        assert (run / "checkpoints" / "checkpoint_last.pt").is_file()
+        # scored: the training checkpoints are gone (checkpoints.keep: none, the default),
+        # the run's record and history stay
+        kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+        assert kept == ["run.json", "train.log"], (run, kept)
 
 
 def test_table_numbers_are_the_scores_numbers(demo):

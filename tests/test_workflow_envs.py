@@ -65,7 +65,14 @@ def test_envs_have_the_installers_python():
 def test_admin_env_has_the_whole_runtime_and_fairseq():
     """Training, decoding and the report need every runtime pin of the installer (the
     development tools aside); fairseq-fixed is built by the post-deploy script."""
-    dev_tools = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "snakefmt", "ruff"}
+    dev_tools = {
+        "snakemake",
+        "snakemake-executor-plugin-slurm",
+        "pytest",
+        "pytest-xdist",
+        "snakefmt",
+        "ruff",
+    }
     runtime = {k: v for k, v in _installer().items() if k not in dev_tools}
     assert _env_pins("admin.yaml") == runtime
     fairseq = _pins((ENVS / "requirements-fairseq.txt").read_text().splitlines())
