@@ -36,7 +36,7 @@ demo: install
 	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 
 test: install
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 # Writes benchmarks/results/<date>-<host>.md (11 min on an idle 2-core machine);
 # e.g. `make bench BENCH_ARGS="--only planning --quick"` reruns one benchmark.
