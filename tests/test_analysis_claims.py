@@ -14,7 +14,7 @@ and feed-forward sublayers); the perturbation and the measure are those of
 ``admin.analysis.output_change`` (delta = -1e-4 sign(N(0,1)) on every weight but biases,
 LayerNorm and omega; mean squared change over the real tokens' elements).
 
-Thresholds say what the paper claims, not what we happen to measure; README "Analyses"
+Thresholds say what the paper claims, not what we happen to measure; docs/analyses.md
 records the measured numbers.
 """
 
@@ -159,7 +159,7 @@ def test_admin_at_init_lies_between_closer_to_pre_ln(dependency, layers):
         assert abs(admin - pre) < 0.25 * (post - pre), (stack, pre, admin, post)
         assert admin < post
     # in between: above Pre-LN over the whole model (per stack, at 18 layers the decoder
-    # is within the init-to-init noise of Pre-LN; see README "Analyses")
+    # is within the init-to-init noise of Pre-LN; see docs/analyses.md)
     pooled = {
         v: statistics.fmean(dependency[v, layers, s]["latest"] for s in ("encoder", "decoder"))
         for v in ("preln", "admin", "postln")
