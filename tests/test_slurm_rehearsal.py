@@ -440,7 +440,7 @@ def test_a_time_limit_kill_resumes_from_the_mid_epoch_checkpoint(killed_snakemak
     status = json.loads((drill.run_dir / "status.json").read_text())
     # all its epochs: the rehearsal's 10, within En-Fr's averaging window of 10
     assert status["status"] == "completed" and status["epochs"] == status["stop"]["max_epoch"] == 10
-    table = json.loads((drill.run_dir.parents[3] / "table.json").read_text())
+    table = json.loads((drill.run_dir.parents[2] / "table.json").read_text())
     assert table["cells"]["postln"]["2-2"]["n"] == 1  # the table is complete in the end
     assert "Nothing to be done" not in log
 
