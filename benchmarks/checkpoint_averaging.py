@@ -27,28 +27,6 @@ CHECKPOINTS = 10
 CHILD = "from benchmarks.checkpoint_averaging import child; child()"
 
 
-def tensor_bytes(obj: object) -> int:
-    """Bytes of the distinct tensor storages in a (nested) checkpoint: tied weights
-    (shared embeddings) are one storage, held once in memory and on disk."""
-    import torch
-
-    storages: dict[int, int] = {}
-
-    def visit(item: object) -> None:
-        if isinstance(item, torch.Tensor):
-            storage = item.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-        elif isinstance(item, dict):
-            for value in item.values():
-                visit(value)
-        elif isinstance(item, list | tuple):
-            for value in item:
-                visit(value)
-
-    visit(obj)
-    return sum(storages.values())
-
-
 def train_one_update(ctx: Context, databin: Path, save_dir: Path, quick: bool) -> Path:
     """A real fairseq checkpoint after one update, as the train step writes them."""
     from admin.common.fairseq_command import train_argv
@@ -125,7 +103,7 @@ def average_in_child(ctx: Context, paths: list[Path], out: Path) -> dict:
 
 
 def run(ctx: Context) -> Result:
-    from admin.common.checkpoints import load_checkpoint
+    from admin.common.checkpoints import load_checkpoint, tensor_bytes
     from benchmarks.databin import iwslt_databin
 
     folder = ctx.workdir / NAME

@@ -14,7 +14,7 @@ import torch
 
 from admin import budget
 from admin.average import average
-from admin.common.checkpoints import load_checkpoint
+from admin.common.checkpoints import load_checkpoint, tensor_bytes
 from admin.common.fairseq_args import to_argv
 from admin.common.variants import VARIANTS, fairseq_flags
 from tests import steps_support
@@ -118,24 +118,6 @@ def test_options_the_count_does_not_know_are_refused():
     with pytest.raises(budget.AdminError, match="joined dictionary"):
         budget.model_shape({"arch": "transformer", "share_all_embeddings": True}, "6-6",
                            "postln", (100, 104))  # fmt: skip
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of the distinct tensor storages in a loaded checkpoint."""
-    storages: dict[int, int] = {}
-
-    def visit(item: Any) -> None:
-        if isinstance(item, torch.Tensor):
-            storages[item.untyped_storage().data_ptr()] = item.untyped_storage().nbytes()
-        elif isinstance(item, dict):
-            for value in item.values():
-                visit(value)
-        elif isinstance(item, list | tuple):
-            for value in item:
-                visit(value)
-
-    visit(obj)
-    return sum(storages.values())
 
 
 # The file adds the pickle: tensor names and records, the config, the training progress.

@@ -1,4 +1,5 @@
-"""Checkpoints load with torch's weights-only check on; nothing else is allowed."""
+"""Checkpoints load with torch's weights-only check on; nothing else is allowed.
+And the bytes of their tensors, each shared storage counted once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from admin.common.checkpoints import SAFE_CHECKPOINT_GLOBALS, load_checkpoint
+from admin.common.checkpoints import SAFE_CHECKPOINT_GLOBALS, load_checkpoint, tensor_bytes
 
 
 class _Exploit:
@@ -90,3 +91,23 @@ torch.load({str(good)!r})
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "still allowed: True" in out.stdout
+
+
+def test_tensor_bytes_counts_a_shared_storage_once(tmp_path):
+    """Tied weights and views are one storage: its bytes count once, in memory and after
+    torch.save and load_checkpoint (which keep the sharing)."""
+    embed = torch.zeros(10, 4)  # 160 bytes, three names (a shared embedding, a view)
+    moment = torch.zeros(3, dtype=torch.float64)  # 24 bytes
+    state = {
+        "model": {"encoder.embed": embed, "decoder.embed": embed, "row": embed[2]},
+        "last_optimizer_state": [moment, (moment,)],
+        "extra": {"epoch": 3, "note": "not a tensor"},
+    }
+    real = embed.untyped_storage().nbytes() + moment.untyped_storage().nbytes()
+    assert real == 10 * 4 * 4 + 3 * 8
+    assert tensor_bytes(state) == real
+    assert tensor_bytes(state["model"]) == embed.untyped_storage().nbytes()
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    assert tensor_bytes(load_checkpoint(path)) == real
+    assert tensor_bytes({"epoch": 3}) == 0

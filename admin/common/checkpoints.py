@@ -43,3 +43,27 @@ def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[st
         return torch.load(path, **load)
     with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
         return torch.load(path, **load)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the distinct tensor storages in a (nested) checkpoint.
+
+    Tensors that share a storage (tied weights such as a shared embedding, views)
+    are held once in memory and written once by ``torch.save``: counted per
+    tensor, they would be counted several times.
+    """
+    storages: dict[int, int] = {}
+
+    def visit(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(item, dict):
+            for value in item.values():
+                visit(value)
+        elif isinstance(item, list | tuple):
+            for value in item:
+                visit(value)
+
+    visit(obj)
+    return sum(storages.values())
