@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.core import REPO, Context, Figure, Result, Target
+from benchmarks.core import REPO, Context, Figure, Result, Target, train_checkpoint
 
 NAME = "checkpoint_averaging"
 CHECKPOINTS = 10
@@ -29,9 +29,6 @@ CHILD = "from benchmarks.checkpoint_averaging import child; child()"
 
 def train_one_update(ctx: Context, databin: Path, save_dir: Path, quick: bool) -> Path:
     """A real fairseq checkpoint after one update, as the train step writes them."""
-    from admin.common.fairseq_command import train_argv
-    from admin.common.variants import fairseq_flags
-
     hparams = {
         "arch": "admin_transformer_iwslt_de_en", "share_all_embeddings": True,
         "optimizer": "radam", "adam_betas": "(0.9, 0.98)", "lr": 0.0005,
@@ -42,15 +39,7 @@ def train_one_update(ctx: Context, databin: Path, save_dir: Path, quick: bool) -
         hparams.update(encoder_embed_dim=64, decoder_embed_dim=64,
                        encoder_ffn_embed_dim=128, decoder_ffn_embed_dim=128)  # fmt: skip
     depth = (2, 2) if quick else (6, 6)
-    argv = train_argv(databin, hparams, depth, 1, fairseq_flags("admin-logn"), save_dir)
-    proc = subprocess.run(
-        [sys.executable, "-m", "admin.rank_entry", *argv, "--cpu"],
-        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
-    )  # fmt: skip
-    last = save_dir / "checkpoint_last.pt"
-    if proc.returncode != 0 or not last.is_file():
-        raise RuntimeError(f"fairseq-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return last
+    return train_checkpoint(ctx, databin, hparams, depth, "admin-logn", save_dir)
 
 
 def make_checkpoints(source: Path, folder: Path, count: int = CHECKPOINTS) -> list[Path]:

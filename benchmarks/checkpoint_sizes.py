@@ -20,13 +20,10 @@ the profiling job).
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from benchmarks.core import REPO, Context, Figure, Result
+from benchmarks.core import REPO, Context, Figure, Result, train_checkpoint
 
 NAME = "checkpoint_sizes"
 VARIANT = "admin-logn"
@@ -76,25 +73,10 @@ def recipe(cfg: dict, dataset: str, depth: str, precision: str) -> dict:
     return hparams
 
 
-def train_one_update(ctx: Context, databin: Path, hparams: dict, depth: str, save: Path) -> Path:
-    from admin.common.fairseq_command import train_argv
-    from admin.common.run_folder import parse_depth
-    from admin.common.variants import fairseq_flags
-
-    argv = train_argv(databin, hparams, parse_depth(depth), 1, fairseq_flags(VARIANT), save)
-    proc = subprocess.run(
-        [sys.executable, "-m", "admin.rank_entry", *argv, "--cpu"],
-        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
-    )  # fmt: skip
-    last = save / "checkpoint_last.pt"
-    if proc.returncode != 0 or not last.is_file():
-        raise RuntimeError(f"fairseq-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return last
-
-
 def measure(ctx: Context, cfg: dict, dataset: str, depth: str, precision: str) -> Measured:
     from admin import budget
     from admin.average import average
+    from admin.common.run_folder import parse_depth
     from benchmarks.databin import padded_databin
 
     facts = budget.data_facts(cfg, dataset, REPO / "resources")
@@ -106,7 +88,7 @@ def measure(ctx: Context, cfg: dict, dataset: str, depth: str, precision: str) -
     folder = ctx.workdir / NAME / f"{dataset}-{depth}-{precision}"
     start = time.perf_counter()
     try:
-        last = train_one_update(ctx, databin, hparams, depth, folder)
+        last = train_checkpoint(ctx, databin, hparams, parse_depth(depth), VARIANT, folder)
         out = folder / "checkpoint_avg.pt"
         average([last], out)
         sizes = last.stat().st_size, out.stat().st_size

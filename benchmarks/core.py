@@ -1,11 +1,13 @@
 """What every benchmark shares: a figure with its samples, its summary, its target,
-the run's context, and interleaved timing of things meant to be compared."""
+the run's context, interleaved timing of things meant to be compared, and a real
+checkpoint trained as the train step trains one."""
 
 from __future__ import annotations
 
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -111,6 +113,30 @@ class Context:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         return env
+
+
+def train_checkpoint(
+    ctx: Context,
+    databin: Path,
+    hparams: dict[str, Any],
+    depth: tuple[int, int],
+    variant: str,
+    save_dir: Path,
+) -> Path:
+    """``checkpoint_last.pt`` of a real fairseq-train run on the CPU, in a fresh process
+    started as the train step starts a single rank (``admin.rank_entry``), seed 1."""
+    from admin.common.fairseq_command import train_argv
+    from admin.common.variants import fairseq_flags
+
+    argv = train_argv(databin, hparams, depth, 1, fairseq_flags(variant), save_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "admin.rank_entry", *argv, "--cpu"],
+        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
+    )  # fmt: skip
+    last = save_dir / "checkpoint_last.pt"
+    if proc.returncode != 0 or not last.is_file():
+        raise RuntimeError(f"fairseq-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return last
 
 
 def timed(func: Callable[[], Any]) -> float:
