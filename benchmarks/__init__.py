@@ -15,6 +15,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.demo_wall_time",
         "the embedded demo end to end from an empty folder, per-stage split",
     ),
+    "demo_seeds": (
+        "benchmarks.demo_seeds",
+        "the embedded demo for 3 seeds: BLEU per cell and seed, the paper's shape per seed",
+    ),
     "training_overhead": (
         "benchmarks.training_overhead",
         "training tokens/s of admin_transformer per init type against stock transformer (CPU)",

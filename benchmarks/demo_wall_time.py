@@ -28,14 +28,15 @@ TARGET_S = 600  # 10 minutes on a 2-core machine
 STAGES = ("demo_corpus", "tokenize", "bpe", "binarize", "profile", "train", "average", "evaluate")
 
 
-def demo_cmd(quick: bool) -> list[str]:
+def demo_cmd(quick: bool, *config: str) -> list[str]:
+    """``snakemake`` as ``make demo`` runs it; ``config``: extra ``--config`` items."""
     cmd = [
         str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--cores", "all",
         "--configfile", str(REPO / "config" / "config.yaml"),
     ]  # fmt: skip
     if quick:
-        cmd += ["--config", "variants=[admin]", "depths=[2-2]"]
-    return cmd
+        config = ("variants=[admin]", "depths=[2-2]", *config)
+    return [*cmd, "--config", *config] if config else cmd
 
 
 def job_seconds(benchmarks: Path) -> dict[str, float]:
