@@ -10,7 +10,8 @@ are variants, columns depths.  A cell is tokenized BLEU (the paper's metric):
 mean ± sample standard deviation over the seeds that completed, the single
 value for one seed, or ``diverged`` when every seed diverged (``k/n diverged``
 is noted when only some did).  The paper's number sits beside every cell the
-paper reports (:mod:`admin.common.paper_results`).
+paper reports (:mod:`admin.common.paper_results`); for a dataset the paper does not use
+(the demo, Multi30k) the table says that the paper reports no numbers for it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from admin.common import run_folder as rf
 from admin.common.atomic import atomic_write_text
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
-from admin.common.paper_results import format_paper_cell, paper_cell
+from admin.common.paper_results import format_paper_cell, has_paper_results, paper_cell
 from admin.common.run_folder import parse_depth
 from admin.common.variants import VARIANTS
 
@@ -105,6 +106,7 @@ def depth_key(depth: str) -> tuple[int, int]:
     return parse_depth(depth)
 
 
+NO_PAPER = "the paper reports no numbers for this dataset"
 REHEARSAL = (
     "REHEARSAL, not a reproduction: small models, a few updates, a sample of the demo corpus"
 )
@@ -136,6 +138,8 @@ def build_table(dataset: str, scores: Sequence[Score], rehearsal: bool = False) 
             }
     return {
         "dataset": dataset,
+        # false: the paper reports no numbers for this dataset (every "paper" is null)
+        "paper_results": has_paper_results(dataset),
         "metric": METRIC,
         "std": "sample standard deviation (n-1) over completed seeds",
         "variants": variants,
@@ -153,8 +157,9 @@ def _with_paper(cell: dict[str, Any]) -> str:
 def to_markdown(table: dict[str, Any]) -> str:
     depths = table["depths"]
     head = ["variant", *(_depth_label(d) for d in depths)]
+    paper = "paper in brackets" if table.get("paper_results") else NO_PAPER
     lines = [
-        f"# {table['dataset']}: test BLEU (tokenized; mean ± std over seeds; paper in brackets)",
+        f"# {table['dataset']}: test BLEU (tokenized; mean ± std over seeds; {paper})",
         "",
         *([f"**{REHEARSAL}.**", ""] if table.get("rehearsal") else []),
         "| " + " | ".join(head) + " |",

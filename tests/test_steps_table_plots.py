@@ -60,6 +60,7 @@ def test_table(en_de_runs, tmp_path):
     proc = ok(run_step("table", *args))
 
     table = json.loads((out / "table.json").read_text())
+    assert table["paper_results"] is True
     assert table["variants"] == ["postln", "preln", "admin", "admin-logn"]
     assert table["depths"] == ["6-6", "18-18"]  # numeric order
     post = table["cells"]["postln"]["6-6"]
@@ -75,7 +76,7 @@ def test_table(en_de_runs, tmp_path):
     assert table["cells"]["admin-logn"]["6-6"]["text"] == ""  # not run
 
     md = (out / "table.md").read_text()
-    assert "| variant | 6L-6L | 18L-18L |" in md
+    assert "| variant | 6L-6L | 18L-18L |" in md and "paper in brackets" in md.split("\n")[0]
     assert "| Post-LN | 27.67 ± 0.21 (paper 27.80) | diverged (paper diverged) |" in md
     assert "| Admin (log N) |  | 28.70 |" in md
     assert md in proc.stdout
@@ -94,6 +95,27 @@ def test_table_iwslt_paper_std(tmp_path):
     ok(run_step("table", "--dataset", "iwslt14_de_en", *run_args, *outputs))
     assert "| Admin | 35.30 ± 0.16 (paper 35.67 ± 0.15) |" in (out / "t.md").read_text()
     assert PAPER["iwslt14_de_en"]["postln"]["6-6"] == (35.64, 0.23)
+
+
+def test_table_of_a_dataset_without_paper_numbers_says_so(tmp_path):
+    """Multi30k (mini_multi30k_de_en): no paper column is invented, the title says why."""
+    results = tmp_path / "results" / "multi30k_de_en"
+    runs = [_score(results, v, d, 1, None if (v, d) == ("postln", "6-6") else 20.0 + len(v))
+            for v in ("postln", "preln", "admin") for d in ("2-2", "6-6")]  # fmt: skip
+    out = tmp_path / "out"
+    run_args = [x for r in runs for x in ("--run", r)]
+    ok(run_step("table", "--dataset", "multi30k_de_en", *run_args, "--out-dir", out))
+    table = json.loads((out / "table.json").read_text())
+    assert table["paper_results"] is False
+    assert all(c["paper"] is None for row in table["cells"].values() for c in row.values())
+    md = (out / "table.md").read_text()
+    assert md.startswith("# multi30k_de_en: test BLEU (tokenized; mean ± std over seeds; "
+                         "the paper reports no numbers for this dataset)")  # fmt: skip
+    assert "paper in brackets" not in md and "(paper" not in md
+    assert "| Post-LN | 26.00 | diverged |" in md
+    rows = list(csv.reader((out / "table.csv").open()))
+    assert rows[0] == ["variant", "2-2", "2-2 paper", "6-6", "6-6 paper"]
+    assert rows[1] == ["postln", "26.00", "", "diverged", ""]
 
 
 def test_table_rejects_bad_runs(tmp_path):

@@ -61,7 +61,7 @@ def test_depth_in_a_preset(tmp_path):
 def test_missing_dataset(tmp_path):
     text = _fails_before_any_job(["--config", "datasets=[wmt16_ro_en]"], tmp_path)
     assert "datasets[0]: dataset 'wmt16_ro_en' is not defined under experiments" in text
-    assert "defined datasets: demo, iwslt14_de_en, wmt14_en_de, wmt14_en_fr" in text
+    assert "defined datasets: demo, iwslt14_de_en, multi30k_de_en, wmt14_en_de, wmt14_en_fr" in text
 
 
 def test_unknown_data_source(tmp_path):
@@ -151,12 +151,21 @@ def test_readme_documents_every_key():
     assert undocumented == []
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "config").glob("paper_*.yaml")))
+PRESETS = sorted(p.name for pattern in ("paper_*.yaml", "mini_*.yaml")
+                 for p in (REPO / "config").glob(pattern))  # fmt: skip
+
+
+def test_config_yaml_loads_every_preset():
+    presets = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["presets"]
+    assert sorted(presets) == [f"config/{name}" for name in PRESETS]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_each_preset_alone_is_a_valid_config(preset, tmp_path):
     """`--configfile config/<preset>` makes that table the default target."""
     proc = snakemake("-n", "--nolock", "--configfile", str(REPO / "config" / preset), cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    dataset = preset.removeprefix("paper_").removesuffix(".yaml")
+    (dataset,) = yaml.safe_load((REPO / "config" / preset).read_text())["datasets"]
     assert f"results/{dataset}/table.md" in proc.stdout
 
 

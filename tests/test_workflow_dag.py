@@ -151,7 +151,7 @@ def test_download_jobs_are_local_rules_and_one_per_archive(plans):
     # are bookkeeping, recipes, tables and plots take seconds; everything else goes to the
     # cluster
     assert local == {"download", "recipe", "table", "curves", "bleu_plot", "all", "default", *PAPER,
-                     "paper_all", *ANALYSIS_TARGETS}  # fmt: skip
+                     "paper_all", "mini_multi30k_de_en", *ANALYSIS_TARGETS}  # fmt: skip
     archives = [j["wildcards"]["archive"] for j in plans["paper_wmt14_en_de"]
                 if j["rule"] == "download"]  # fmt: skip
     assert sorted(archives) == sorted([

@@ -35,6 +35,11 @@ PAPER: Final[dict[str, dict[str, dict[str, PaperCell]]]] = {
 }
 
 
+def has_paper_results(dataset: str) -> bool:
+    """Whether the paper reports any number for ``dataset`` (Multi30k and the demo: no)."""
+    return dataset in PAPER
+
+
 def paper_cell(dataset: str, variant: str, depth: str) -> PaperCell | None:
     return PAPER.get(dataset, {}).get(variant, {}).get(depth)
 

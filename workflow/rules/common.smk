@@ -154,13 +154,15 @@ def datasets_by_source(demo):
     return step_options.datasets_by_source(config, demo)
 
 
-def paper_targets(dataset):
-    """Input function of a paper target (evaluated only when that target is requested)."""
+def paper_targets(dataset, preset=None):
+    """Input function of a named target (a paper table, or a preset such as
+    mini_multi30k_de_en), evaluated only when that target is requested."""
+    preset = preset or f"config/paper_{dataset}.yaml"
 
     def get(wildcards):
         if dataset not in config["experiments"]:
             raise WorkflowError(
-                f"experiments.{dataset} is not defined: add config/paper_{dataset}.yaml to presets"
+                f"experiments.{dataset} is not defined: add {preset} to presets"
             )
         return dataset_targets(dataset)
 
