@@ -85,6 +85,7 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 LONGEST_FIRST = (
     "test_slurm_rehearsal.py",
     "test_workflow_e2e.py",
+    "test_demo_shape.py",
     "test_divergence.py",
     "test_run_identity.py",
     "test_cli_end_to_end.py",

@@ -1,0 +1,56 @@
+"""The embedded demo, exactly as ``make demo`` runs it, shows the paper's shape.
+
+One real run of the default target with the project's config/config.yaml (seed 1) in a
+temporary folder; its table is judged by admin.paper_shape at the demo's shallow and
+deep depth.  No number here comes from anywhere but the run: the thresholds are the
+criterion's (docs/demo.md), the BLEUs the run's.  The seeds 2 and 3 are measured by
+``python -m benchmarks --only demo_seeds``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from admin import paper_shape
+from tests.conftest import REPO
+from tests.workflow_support import snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("demo")
+    config = REPO / "config" / "config.yaml"
+    proc = snakemake("--cores", "2", "--configfile", str(config), cwd=workdir, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    return workdir / "results" / "demo"
+
+
+def _depths() -> tuple[str, str]:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    depths = config["experiments"]["demo"]["matrix"]["depths"]
+    return depths[0], depths[-1]
+
+
+def test_the_demo_table_has_the_papers_shape(demo):
+    shallow, deep = _depths()
+    criterion = paper_shape.Criterion(shallow, deep)
+    (shape,) = paper_shape.judge(demo / "table.json", criterion)
+    assert shape.seed == "1"
+    assert shape.ok, paper_shape.report([shape], criterion)
+
+
+def test_deep_postln_is_diverged_by_the_training_criterion_with_its_evidence(demo):
+    _, deep = _depths()
+    status = json.loads((demo / "postln" / deep / "seed1" / "status.json").read_text())
+    assert status["status"] == "diverged"
+    # stopped early: the run did not spend the recipe's whole budget on a failed model
+    scores = json.loads((demo / "postln" / deep / "seed1" / "scores.json").read_text())
+    assert scores["status"] == "diverged" and scores["bleu_tokenized"] is None
+    table = (demo / "table.md").read_text()
+    assert "diverged" in table
