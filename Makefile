@@ -34,6 +34,8 @@ $(STAMP): $(INSTALL_INPUTS)
 
 demo: install
 	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
+	@# the table the demo wrote (results/ is where the README says every output is)
+	@echo; cat results/demo/table.md
 
 test: install
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30
