@@ -44,7 +44,7 @@ def test_demo_data_options(cfg):
     assert so.source(cfg, "demo") == "demo"
     assert so.languages(cfg, "demo") == ("xs", "xt")
     assert so.corpus_options(cfg, "demo") == [
-        "--seed", "1", "--train", "8000", "--valid", "200", "--test", "200"
+        "--seed", "1", "--train", "8000", "--valid", "200", "--test", "1000"
     ]  # fmt: skip
     assert so.tokenize_options(cfg, "demo") == []  # every Moses option is off in the demo
     assert so.bpe_options(cfg, "demo") == ["--merges", "2000"]
@@ -62,7 +62,7 @@ def test_registry_data_options(cfg):
     ]  # fmt: skip
     assert sorted(so.datasets_by_source(cfg, demo=True)) == ["demo"]
     assert sorted(so.datasets_by_source(cfg, demo=False)) == [
-        "iwslt14_de_en", "wmt14_en_de", "wmt14_en_fr"
+        "iwslt14_de_en", "multi30k_de_en", "wmt14_en_de", "wmt14_en_fr"
     ]  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def test_corpus_and_tokenize_overrides():
     }}}})  # fmt: skip
     # what the override leaves out (valid, test) stays the config's
     assert so.corpus_options(cfg, "demo") == [
-        "--seed", "7", "--train", "100", "--valid", "200", "--test", "200"
+        "--seed", "7", "--train", "100", "--valid", "200", "--test", "1000"
     ]  # fmt: skip
     assert so.tokenize_options(cfg, "demo") == [
         "--lowercase", "--normalize-punct", "--aggressive", "--clean-train", "1", "80", "1.5"
