@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 
@@ -48,6 +50,7 @@ class SeedShape:
     seed: str
     bleu: dict[str, dict[str, float | str]]  # depth -> variant -> BLEU or "diverged"
     broken: tuple[str, ...]  # the rules this seed breaks (empty: it has the shape)
+    notes: tuple[str, ...] = ()  # how a rule was met where the issue asked for more
 
     @property
     def ok(self) -> bool:
@@ -104,11 +107,15 @@ def judge_seed(table: dict[str, Any], seed: str, c: Criterion, where: str) -> Se
     shallow = {v: trained(c.shallow, v) for v in VARIANTS}
     close(c.shallow, shallow["admin"], "postln")
     close(c.shallow, shallow["admin"], "preln")
+    notes: list[str] = []
     postln = bleu[c.deep]["postln"]
     if postln != DIVERGED and postln >= c.floor:
         broken.append(f"postln at {c.deep} trains: {postln} (not diverged, floor {c.floor})")
+    elif postln != DIVERGED:
+        notes.append(f"postln at {c.deep} fails without being diverged: {postln:.2f} BLEU "
+                     f"(floor {c.floor})")  # fmt: skip
     close(c.deep, trained(c.deep, "admin"), "preln")
-    return SeedShape(seed, bleu, tuple(broken))
+    return SeedShape(seed, bleu, tuple(broken), tuple(notes))
 
 
 def judge(table_json: Path, criterion: Criterion) -> list[SeedShape]:
@@ -130,12 +137,15 @@ def report(shapes: Sequence[SeedShape], c: Criterion) -> str:
         cells = [text(s.bleu[d][v]) for d in (c.shallow, c.deep) for v in VARIANTS]
         lines.append(f"| {s.seed} | {' | '.join(cells)} | {'yes' if s.ok else 'no'} |")
     for s in shapes:
-        lines += [f"seed {s.seed}: {rule}" for rule in s.broken]
-        deep = s.bleu[c.deep]["postln"]
-        if deep != DIVERGED and deep < c.floor:
-            lines.append(f"seed {s.seed}: postln at {c.deep} fails without being diverged: "
-                         f"{deep:.2f} BLEU (floor {c.floor})")  # fmt: skip
+        lines += [f"seed {s.seed}: {line}" for line in (*s.broken, *s.notes)]
     return "\n".join(lines)
+
+
+def demo_depths(config: Path) -> tuple[str, str]:
+    """The demo's shallow and deep depth: the first and last of its matrix in ``config``."""
+    demo = yaml.safe_load(config.read_text(encoding="utf-8"))["experiments"]["demo"]
+    depths = demo["matrix"]["depths"]
+    return depths[0], depths[-1]
 
 
 def build_parser() -> argparse.ArgumentParser:

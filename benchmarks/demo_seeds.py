@@ -16,21 +16,12 @@ import os
 import subprocess
 import time
 
-import yaml
-
 from admin import paper_shape
 from benchmarks.core import REPO, Context, Figure, Result, Target
 from benchmarks.demo_wall_time import demo_cmd
 
 NAME = "demo_seeds"
 SEEDS = (1, 2, 3)
-
-
-def demo_depths() -> tuple[str, str]:
-    """The demo's shallow and deep depth, as config/config.yaml sets them."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
-    depths = config["experiments"]["demo"]["matrix"]["depths"]
-    return depths[0], depths[-1]
 
 
 def run(ctx: Context) -> Result:
@@ -45,7 +36,7 @@ def run(ctx: Context) -> Result:
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"the demo failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    shallow, deep = demo_depths()
+    shallow, deep = paper_shape.demo_depths(REPO / "config" / "config.yaml")
     criterion = paper_shape.Criterion(shallow, deep)
     shapes = paper_shape.judge(workdir / "results" / "demo" / "table.json", criterion)
     figures = [

@@ -3,7 +3,7 @@
 One real run of the default target with the project's config/config.yaml (seed 1) in a
 temporary folder; its table is judged by admin.paper_shape at the demo's shallow and
 deep depth.  No number here comes from anywhere but the run: the thresholds are the
-criterion's (docs/demo.md), the BLEUs the run's.  The seeds 2 and 3 are measured by
+criterion's (admin.paper_shape), the BLEUs the run's.  The seeds 2 and 3 are measured by
 ``python -m benchmarks --only demo_seeds``.
 """
 
@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from admin import paper_shape
 from tests.conftest import REPO
@@ -31,14 +30,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir / "results" / "demo"
 
 
-def _depths() -> tuple[str, str]:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    depths = config["experiments"]["demo"]["matrix"]["depths"]
-    return depths[0], depths[-1]
-
-
 def test_the_demo_table_has_the_papers_shape(demo):
-    shallow, deep = _depths()
+    shallow, deep = paper_shape.demo_depths(REPO / "config" / "config.yaml")
     criterion = paper_shape.Criterion(shallow, deep)
     (shape,) = paper_shape.judge(demo / "table.json", criterion)
     assert shape.seed == "1"
@@ -48,7 +41,7 @@ def test_the_demo_table_has_the_papers_shape(demo):
 def test_deep_postln_fails_and_its_status_records_the_verdict_with_its_evidence(demo):
     """Deep Post-LN fails: ``diverged`` by admin.divergence, or trained to the end below
     the floor; either way status.json holds the verdict and the valid losses it rests on."""
-    _, deep = _depths()
+    _, deep = paper_shape.demo_depths(REPO / "config" / "config.yaml")
     run = demo / "postln" / deep / "seed1"
     status = json.loads((run / "status.json").read_text())
     scores = json.loads((run / "scores.json").read_text())
