@@ -2,8 +2,8 @@
 
     python -m admin.divergence --log RUN/train.log --data-bin DATA_BIN \\
         [--hparams '{"warmup_updates": 4000, "log_interval": 100}'] [--target-lang en] \\
-        [--overflow-window 1000] [--overflow-share 0.5] [--unigram-margin 0.5] \\
-        [--stall-after-warmup 2]
+        [--overflow-window 1000] [--overflow-share 0.5] [--unigram-margin 0.5|null] \\
+        [--bigram-margin 0|null] [--stall-after-warmup 2]
 
 A run diverged (docs/divergence.md gives the why of each rule and default) when
 
@@ -14,7 +14,11 @@ A run diverged (docs/divergence.md gives the why of each rule and default) when
 * it fails to train: at a validation from ``stall_after_warmup`` x
   ``warmup_updates`` on, the valid ``nll_loss`` (bits per target token) is not
   below the cross-entropy of the target side's unigram distribution minus
-  ``unigram_margin`` (it never left the unigram plateau, or fell back onto it).
+  ``unigram_margin`` (it never left the unigram plateau, or fell back onto it);
+* it is stuck: at the end of a run (fairseq's "done training") of at least
+  ``stall_after_warmup`` x ``warmup_updates``, its best valid ``nll_loss`` is not
+  ``bigram_margin`` below the cross-entropy of a bigram model of the target side
+  (:mod:`admin.target_bigram`): it did no better than a model that never sees the source.
 
 :class:`Monitor` is fed fairseq's output line by line and says as soon as the
 run is diverged (so the training step can stop it); :func:`judge` reads a
@@ -34,12 +38,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 from admin.common.fairseq_log import (
     AttemptStart,
+    Done,
     FloatingPoint,
     FreshStart,
     Loaded,
@@ -49,6 +54,9 @@ from admin.common.fairseq_log import (
     nonfinite_error,
     read_line,
 )
+
+if TYPE_CHECKING:
+    from admin.target_bigram import BigramBaseline
 
 # fairseq's defaults where a recipe leaves these unset.
 FAIRSEQ_LOG_INTERVAL = 100
@@ -62,6 +70,7 @@ class Criterion:
     overflow_window: int = 1000  # optimizer steps (updates + skipped overflow steps)
     overflow_share: float = 0.5  # of those, at least this share overflowed: a storm
     unigram_margin: float | None = 0.5  # bits below the unigram; None: training not judged
+    bigram_margin: float | None = 0.0  # bits below the target bigram at the end; None: not judged
     stall_after_warmup: float = 2.0  # the training test starts at this many warm-ups
     warmup_updates: int = 0  # the recipe's
     log_interval: int = FAIRSEQ_LOG_INTERVAL  # the recipe's (bounds the unlogged updates)
@@ -71,6 +80,7 @@ class Criterion:
             "overflow_window": self.overflow_window >= 1,
             "overflow_share": 0 < self.overflow_share <= 1,
             "unigram_margin": self.unigram_margin is None or math.isfinite(self.unigram_margin),
+            "bigram_margin": self.bigram_margin is None or math.isfinite(self.bigram_margin),
             "stall_after_warmup": self.stall_after_warmup >= 0,
             "warmup_updates": self.warmup_updates >= 0,
             "log_interval": self.log_interval >= 1,
@@ -85,11 +95,11 @@ class Criterion:
     ) -> Criterion:
         """The criterion for a run trained with fairseq options ``hparams``.
 
-        ``settings`` are the config's ``divergence`` keys (any of overflow_window,
-        overflow_share, unigram_margin, stall_after_warmup; others are refused).
+        ``settings`` are the config's ``divergence`` keys (any of :data:`SETTINGS`;
+        others are refused).
         """
         settings = dict(settings or {})
-        allowed = {"overflow_window", "overflow_share", "unigram_margin", "stall_after_warmup"}
+        allowed = set(SETTINGS)
         unknown = sorted(settings.keys() - allowed)
         if unknown:
             raise AdminError(
@@ -116,6 +126,10 @@ class Criterion:
     def storm_count(self) -> int:
         """Overflowed steps among the last ``overflow_window`` that make a storm."""
         return math.ceil(self.overflow_share * self.overflow_window)
+
+
+SETTINGS = ("overflow_window", "overflow_share", "unigram_margin", "bigram_margin",
+            "stall_after_warmup")  # fmt: skip
 
 
 # --- the unigram baseline ------------------------------------------------------------
@@ -218,22 +232,25 @@ def _split_prefix(data_bin: Path, split: str, source: str, target: str) -> Path:
                      f"{target}.idx)")  # fmt: skip
 
 
-def unigram_baseline(
+@dataclass(frozen=True)
+class TargetFiles:
+    """The binarized target side of a data-bin, as fairseq reads it."""
+
+    vocab: int  # every symbol the model can predict (fairseq's specials included)
+    train: tuple[Path, ...]  # train, train1, train2, ... prefixes
+    valid: Path
+
+    def describe(self) -> str:
+        return " + ".join(p.name for p in self.train) + f" -> {self.valid.name}"
+
+
+def target_files(
     data_bin: str | os.PathLike[str],
     target_lang: str | None = None,
     source_lang: str | None = None,
     valid_subset: str = "valid",
-) -> UnigramBaseline:
-    """The target side's unigram cross-entropy on the valid set, from the data-bin.
-
-    Counts are the binarized training target's (EOS and UNK included, as the
-    model sees them), not ``dict.<tgt>.txt``'s: with a joined dictionary those
-    mix in the source language.  Add-one smoothing over the whole dictionary
-    (every symbol the model can predict), evaluated on the valid target tokens
-    including EOS, in bits: the unit of fairseq's ``nll_loss``.
-    """
-    import numpy as np
-
+) -> TargetFiles:
+    """The data-bin's binarized target files and the size of its target dictionary."""
     data_bin = Path(data_bin)
     if not data_bin.is_dir():
         raise AdminError(f"data-bin {data_bin} is not a folder")
@@ -249,32 +266,64 @@ def unigram_baseline(
         raise AdminError(f"target dictionary {dictionary} does not exist")
     with open(dictionary, encoding="utf-8") as f:
         vocab = _SPECIALS + sum(1 for line in f if line.strip())
-
-    train_counts = np.zeros(vocab, dtype=np.int64)
-    shards = []
+    train = []
     for k in range(1000):  # fairseq reads train, train1, train2, ... while they exist
         split = "train" if k == 0 else f"train{k}"
         try:
-            prefix = _split_prefix(data_bin, split, source_lang, target_lang)
+            train.append(_split_prefix(data_bin, split, source_lang, target_lang))
         except AdminError:
             if k == 0:
                 raise
             break
+    valid = _split_prefix(data_bin, valid_subset, source_lang, target_lang)
+    return TargetFiles(vocab, tuple(train), valid)
+
+
+def train_target_counts(files: TargetFiles) -> Any:
+    """Token counts of the whole binarized training target (EOS and UNK included)."""
+    import numpy as np
+
+    counts = np.zeros(files.vocab, dtype=np.int64)
+    for prefix in files.train:
         tokens, _ = read_binarized(prefix)
-        train_counts += _counts(tokens, vocab, Path(f"{prefix}.bin"))
-        shards.append(prefix.name)
-    valid_prefix = _split_prefix(data_bin, valid_subset, source_lang, target_lang)
-    valid_tokens, valid_sentences = read_binarized(valid_prefix)
-    valid_counts = _counts(valid_tokens, vocab, Path(f"{valid_prefix}.bin"))
+        counts += _counts(tokens, files.vocab, Path(f"{prefix}.bin"))
+    return counts
+
+
+def add_one_unigram(counts: Any) -> Any:
+    """log2 probabilities of the add-one-smoothed unigram over the whole dictionary."""
+    import numpy as np
+
+    return np.log2(counts + 1.0) - math.log2(int(counts.sum()) + counts.size)
+
+
+def unigram_baseline(
+    data_bin: str | os.PathLike[str],
+    target_lang: str | None = None,
+    source_lang: str | None = None,
+    valid_subset: str = "valid",
+) -> UnigramBaseline:
+    """The target side's unigram cross-entropy on the valid set, from the data-bin.
+
+    Counts are the binarized training target's (EOS and UNK included, as the
+    model sees them), not ``dict.<tgt>.txt``'s: with a joined dictionary those
+    mix in the source language.  Add-one smoothing over the whole dictionary
+    (every symbol the model can predict), evaluated on the valid target tokens
+    including EOS, in bits: the unit of fairseq's ``nll_loss``.
+    """
+    files = target_files(data_bin, target_lang, source_lang, valid_subset)
+    train_counts = train_target_counts(files)
+    valid_tokens, valid_sentences = read_binarized(files.valid)
+    valid_counts = _counts(valid_tokens, files.vocab, Path(f"{files.valid}.bin"))
     n_train, n_valid = int(train_counts.sum()), int(valid_counts.sum())
     if n_train == 0 or n_valid == 0:
         raise AdminError(
             f"{data_bin}: empty training or valid target ({n_train}, {n_valid} tokens)"
         )
-    log_p = np.log2(train_counts + 1.0) - math.log2(n_train + vocab)
-    bits = float(-(valid_counts * log_p).sum() / n_valid)
-    target = " + ".join(shards) + f" -> {valid_prefix.name}"
-    return UnigramBaseline(bits, n_valid, int(valid_sentences), n_train, vocab, target)
+    bits = float(-(valid_counts * add_one_unigram(train_counts)).sum() / n_valid)
+    return UnigramBaseline(
+        bits, n_valid, int(valid_sentences), n_train, files.vocab, files.describe()
+    )
 
 
 def unigram_cross_entropy(train_counts: Sequence[int], valid_counts: Sequence[int]) -> float:
@@ -317,12 +366,20 @@ class Monitor:
     the run as it stands at the end of the log.  A run that is stopped at its
     first verdict ends diverged; one left to train on is judged by its end state
     (a storm that passed or a late start is then no divergence), and the first
-    verdict stays in the evidence.
+    verdict stays in the evidence.  Whether a run beat the source-blind ``bigram`` is
+    judged only once it ended (fairseq's "done training"): a run still training may be
+    slow, not stuck.
     """
 
-    def __init__(self, criterion: Criterion, unigram: UnigramBaseline | None = None):
+    def __init__(
+        self,
+        criterion: Criterion,
+        unigram: UnigramBaseline | None = None,
+        bigram: BigramBaseline | None = None,
+    ):
         self.criterion = criterion
         self.unigram = unigram
+        self.bigram = bigram
         self._reset()
 
     def _reset(self) -> None:
@@ -337,6 +394,7 @@ class Monitor:
         self._inconsistent: str | None = None  # a pending inconsistent-gradients message
         self._norms: list[float] = []
         self.first: Verdict | None = None
+        self.ended = False  # fairseq said "done training" since it last started
 
     # -- events -----------------------------------------------------------------------
 
@@ -350,6 +408,9 @@ class Monitor:
             self._inconsistent, self._norms = None, []
         elif isinstance(event, Loaded):
             self._rewind(event.num_updates)
+            self.ended = False  # every fairseq process starts afresh or from a checkpoint
+        elif isinstance(event, Done):
+            self.ended = True
         elif isinstance(event, Overflow):
             self._steps.append(True)
             self._logged_last = False
@@ -446,6 +507,27 @@ class Monitor:
         return {"valid_nll": nll, "update": update, "best_nll": best, "best_update": best_update,
                 "limit": round(limit, 4)}  # fmt: skip
 
+    def _stuck(self) -> Verdict | None:
+        """Rule 4, at the end of a run: its best validation is not ``bigram_margin``
+        below the target bigram, a model that never sees the source."""
+        margin = self.criterion.bigram_margin
+        if self.bigram is None or margin is None or not self.valid:
+            return None
+        last_update = self.valid[-1][0]
+        best_update, best = min(self.valid, key=lambda v: v[1])
+        limit = self.bigram.bits - margin
+        if last_update < self.criterion.stall_from or best < limit:
+            return None
+        below = f"{margin} bits below" if margin else "below"
+        reason = (
+            f"stuck above a source-blind model: best valid nll_loss {best} (update "
+            f"{best_update}) is not {below} the target bigram's {self.bigram.bits:.3f}, a "
+            f"model that never sees the source, at the end of the run (update {last_update})"
+        )
+        stuck = {"best_nll": best, "best_update": best_update, "last_update": last_update,
+                 "limit": round(limit, 4)}  # fmt: skip
+        return self._verdict(True, reason, stuck=stuck)
+
     def _diverged(self) -> Verdict | None:
         if self._nonfinite is not None:
             where = self._nonfinite
@@ -489,6 +571,7 @@ class Monitor:
         return {
             "criterion": {**asdict(self.criterion), "stall_from_update": self.criterion.stall_from},
             "unigram": self.unigram.to_json() if self.unigram else None,
+            "bigram": self.bigram.to_json() if self.bigram else None,
             "updates": self.updates,
             "valid": {
                 "best_nll": best[1] if best else None,
@@ -510,8 +593,11 @@ class Monitor:
     # -- the end ----------------------------------------------------------------------
 
     def finish(self) -> Verdict:
-        """The verdict on the run as the log leaves it."""
+        """The verdict on the run as the log leaves it (the end-of-run rule only if
+        fairseq's last process said "done training")."""
         verdict = self._diverged()
+        if verdict is None and self.ended:
+            verdict = self._stuck()
         first = None
         if self.first is not None:  # where a live monitor said it first
             first = {"reason": self.first.reason, "update": self.first.evidence["updates"]}
@@ -533,22 +619,51 @@ class Monitor:
                 f"({self.criterion.stall_after_warmup} x warm-up); best valid nll_loss {best} "
                 f"is {below:.3f} bits below the unigram"
             )
-        return (f"trains: best valid nll_loss {best} (update {best_update}) is {below:.3f} bits "
-                f"below the target unigram's {self.unigram.bits:.3f}")  # fmt: skip
+        reason = (f"trains: best valid nll_loss {best} (update {best_update}) is {below:.3f} "
+                  f"bits below the target unigram's {self.unigram.bits:.3f}")  # fmt: skip
+        if self.bigram is not None and self.criterion.bigram_margin is not None:
+            bigram = self.bigram.bits
+            reason += f" and {bigram - best:.3f} below the bigram's {bigram:.3f}"
+        return reason
+
+
+def baselines(
+    criterion: Criterion, data_bin: Path | None, target_lang: str | None = None
+) -> tuple[UnigramBaseline | None, BigramBaseline | None]:
+    """The baselines ``criterion`` judges training against (none without a data-bin,
+    and none for a rule switched off)."""
+    from admin.target_bigram import bigram_baseline  # it builds on this module
+
+    if data_bin is None:
+        return None, None
+    unigram = bigram = None
+    if criterion.unigram_margin is not None:
+        unigram = unigram_baseline(data_bin, target_lang)
+    if criterion.bigram_margin is not None:
+        bigram = bigram_baseline(data_bin, target_lang)
+    return unigram, bigram
 
 
 def judge(
-    lines: Iterable[str], criterion: Criterion, unigram: UnigramBaseline | None = None
+    lines: Iterable[str],
+    criterion: Criterion,
+    unigram: UnigramBaseline | None = None,
+    bigram: BigramBaseline | None = None,
 ) -> Verdict:
     """The verdict on a finished attempt, or on a run's whole history (since its last
     fresh start)."""
-    monitor = Monitor(criterion, unigram)
+    monitor = Monitor(criterion, unigram, bigram)
     for line in lines:
         monitor.feed(line)
     return monitor.finish()
 
 
 # --- CLI -----------------------------------------------------------------------------
+
+
+def _margin(text: str) -> float | None:
+    """A margin in bits, or ``null``: that test off."""
+    return None if text == "null" else float(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -558,12 +673,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log", required=True, type=Path, help="fairseq-train output (a run's train.log)"
     )
-    p.add_argument("--data-bin", type=Path, help="the run's data-bin (for the unigram baseline)")
+    p.add_argument(
+        "--data-bin", type=Path, help="the run's data-bin (for the unigram and bigram baselines)"
+    )
     p.add_argument("--target-lang", help="default: inferred from the data-bin's train files")
     p.add_argument("--hparams", default="{}", help="JSON: the run's fairseq options")
-    for key, kind in (("overflow_window", int), ("overflow_share", float),
-                      ("unigram_margin", float), ("stall_after_warmup", float)):  # fmt: skip
-        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind)
+    for key in SETTINGS:
+        kind = {"overflow_window": int, "unigram_margin": _margin, "bigram_margin": _margin}
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind.get(key, float),
+                       default=argparse.SUPPRESS)  # fmt: skip
     return p
 
 
@@ -573,14 +691,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         hparams = json.loads(args.hparams)
     except json.JSONDecodeError as err:
         raise AdminError(f"--hparams is not valid JSON: {err}") from None
-    keys = ("overflow_window", "overflow_share", "unigram_margin", "stall_after_warmup")
-    settings = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    settings = {k: getattr(args, k) for k in SETTINGS if hasattr(args, k)}
     criterion = Criterion.for_recipe(hparams, settings)
-    unigram = unigram_baseline(args.data_bin, args.target_lang) if args.data_bin else None
+    unigram, bigram = baselines(criterion, args.data_bin, args.target_lang)
     if not args.log.is_file():
         raise AdminError(f"log {args.log} does not exist")
     with open(args.log, encoding="utf-8", errors="replace") as f:
-        verdict = judge(f, criterion, unigram)
+        verdict = judge(f, criterion, unigram, bigram)
     json.dump(verdict.to_json(), sys.stdout, indent=2)
     print()
     return 0

@@ -284,10 +284,8 @@ def divergence_monitor(
     stop_early = bool(settings.pop("stop_early", True))
     hparams = {**recipe.identity["hparams"], **runtime}
     criterion = divergence.Criterion.for_recipe(hparams, settings)
-    unigram = None
-    if criterion.unigram_margin is not None:
-        unigram = divergence.unigram_baseline(data_bin)
-    return divergence.Monitor(criterion, unigram), stop_early
+    unigram, bigram = divergence.baselines(criterion, data_bin)
+    return divergence.Monitor(criterion, unigram, bigram), stop_early
 
 
 @dataclass

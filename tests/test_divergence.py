@@ -31,6 +31,7 @@ from admin.divergence import (
     unigram_baseline,
     unigram_cross_entropy,
 )
+from admin.target_bigram import BigramBaseline, bigram_baseline
 from tests.conftest import REPO
 from tests.steps_support import HPARAMS, step_env
 
@@ -272,6 +273,64 @@ def test_fails_to_train_only_after_the_warm_up_grace():
     assert not verdict.diverged and verdict.reason.startswith("not judged on training")
 
 
+DONE = "2026-01-01 00:00:00 | INFO | fairseq_cli.train | done training in 12.3 seconds"
+LOADED = ("2026-01-01 00:00:00 | INFO | fairseq.trainer | Loaded checkpoint "
+          "checkpoints/checkpoint_last.pt (epoch 4 @ 400 updates)")  # fmt: skip
+
+
+def _bigram(bits: float) -> BigramBaseline:
+    return BigramBaseline(bits, 1000, 10000, 10000, 64, "train.x-y.y -> valid.x-y.y")
+
+
+def test_stuck_above_the_bigram_is_judged_only_at_the_end_of_a_run():
+    c = Criterion(warmup_updates=100, stall_after_warmup=2.0, unigram_margin=0.5)
+    assert c.bigram_margin == 0.0  # the default: beat the bigram at all
+    stuck = [_valid(200, 7.4), _valid(300, 7.2), _valid(400, 7.3)]  # off the plateau (8.0)
+    m = Monitor(c, _baseline(8.0), _bigram(6.0))
+    assert all(m.feed(line) is None for line in stuck)  # never while training: slow or stuck?
+    verdict = m.finish()
+    assert not verdict.diverged and verdict.reason == (
+        "trains: best valid nll_loss 7.2 (update 300) is 0.800 bits below the target "
+        "unigram's 8.000 and -1.200 below the bigram's 6.000"
+    )
+    assert m.feed(DONE) is None  # fairseq reached its stop conditions
+    verdict = m.finish()
+    assert verdict.diverged and verdict.reason == (
+        "stuck above a source-blind model: best valid nll_loss 7.2 (update 300) is not below "
+        "the target bigram's 6.000, a model that never sees the source, at the end of the run "
+        "(update 400)"
+    )
+    assert verdict.evidence["stuck"] == {
+        "best_nll": 7.2, "best_update": 300, "last_update": 400, "limit": 6.0,
+    }  # fmt: skip
+    assert verdict.evidence["bigram"]["bits"] == 6.0
+    # A later attempt resumes from a checkpoint: not ended until fairseq says so again.
+    m.feed(LOADED)
+    assert not m.finish().diverged
+    # Below the bigram (by the margin, where one is set), the run trains.
+    m = Monitor(Criterion(warmup_updates=100, bigram_margin=0.25), _baseline(8.0), _bigram(6.0))
+    for line in (_valid(300, 7.0), _valid(400, 5.8), DONE):
+        m.feed(line)
+    assert m.finish().reason.startswith("stuck above a source-blind model: best valid nll_loss "
+                                        "5.8 (update 400) is not 0.25 bits below")  # fmt: skip
+    m = Monitor(c, _baseline(8.0), _bigram(6.0))
+    for line in (_valid(300, 7.0), _valid(400, 5.9), DONE):
+        m.feed(line)
+    assert not m.finish().diverged
+    # An end before two warm-ups is not judged; bigram_margin None switches the test off.
+    off = Criterion(warmup_updates=100, bigram_margin=None)
+    for criterion, lines in ((c, [_valid(150, 7.5), DONE]), (off, [*stuck, DONE])):
+        m = Monitor(criterion, _baseline(8.0), _bigram(6.0))
+        for line in lines:
+            m.feed(line)
+        assert not m.finish().diverged
+    # A fresh start forgets an earlier attempt's end.
+    m = Monitor(c, _baseline(8.0), _bigram(6.0))
+    for line in [*stuck, DONE, "No existing checkpoint found checkpoints/checkpoint_last.pt"]:
+        m.feed(line)
+    assert not m.ended and not m.finish().diverged
+
+
 def test_a_history_is_judged_since_its_last_fresh_start():
     c = Criterion(warmup_updates=10, stall_after_warmup=1.0, overflow_window=8, log_interval=1)
     old = ["No existing checkpoint found checkpoints/checkpoint_last.pt"] + [OVERFLOW] * 8
@@ -444,11 +503,18 @@ def test_a_real_deep_post_ln_on_the_unigram_plateau_is_stopped(tiny_databin, tmp
     assert verdict.evidence["stall"]["limit"] == round(unigram.bits - TINY_MARGIN, 4)
 
 
-@pytest.mark.slow
-def test_a_real_healthy_run_is_not_flagged(tiny_databin, tmp_path, unigram):
-    code, text = fairseq_log(tiny_databin, tmp_path, "preln", 2, **QUICK)
+@pytest.fixture(scope="module")
+def healthy_log(tiny_databin, tmp_path_factory) -> str:
+    """A real Pre-LN 2-2 run of 92 updates that reaches fairseq's "done training"."""
+    code, text = fairseq_log(tiny_databin, tmp_path_factory.mktemp("healthy"), "preln", 2, **QUICK)
     assert code == 0 and "done training" in text
-    c = Criterion.for_recipe(QUICK, {"unigram_margin": TINY_MARGIN})
+    return text
+
+
+@pytest.mark.slow
+def test_a_real_healthy_run_is_not_flagged(tiny_databin, tmp_path, unigram, healthy_log):
+    text = healthy_log
+    c = Criterion.for_recipe(QUICK, {"unigram_margin": TINY_MARGIN, "bigram_margin": None})
     m = Monitor(c, unigram)
     assert all(m.feed(line) is None for line in text.splitlines())  # never, at any line
     verdict = m.finish()
@@ -457,6 +523,43 @@ def test_a_real_healthy_run_is_not_flagged(tiny_databin, tmp_path, unigram):
     assert all(p.nll_loss < unigram.bits - TINY_MARGIN for p in valid if p.num_updates >= 60)
     assert verdict.evidence["valid"]["best_nll"] == min(p.nll_loss for p in valid)
     # The CLI gives the same verdict, as JSON.
+    (tmp_path / "train.log").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "admin.divergence", "--log", tmp_path / "train.log",
+         "--data-bin", tiny_databin, "--hparams", json.dumps(QUICK),
+         "--unigram-margin", str(TINY_MARGIN), "--bigram-margin", "null"],
+        cwd=REPO, env=step_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(json.dumps(verdict.to_json()))
+
+
+@pytest.mark.slow
+def test_a_real_run_that_ends_above_the_bigram_is_stuck(
+    tiny_databin, tmp_path, unigram, healthy_log
+):
+    """The same 92 updates, judged with the end-of-run rule on (its default margin): they
+    leave the unigram plateau but do not beat a bigram of the target, so at fairseq's
+    "done training" the run is stuck.  (Which is why the short runs of the other tests and
+    of rehearsals switch that rule off.)"""
+    text = healthy_log
+    lines = text.splitlines()
+    bigram = bigram_baseline(tiny_databin)
+    c = Criterion.for_recipe(QUICK, {"unigram_margin": TINY_MARGIN})
+    m = Monitor(c, unigram, bigram)
+    assert all(m.feed(line) is None for line in lines)  # never while it trains
+    verdict = m.finish()
+    best = verdict.evidence["valid"]["best_nll"]
+    assert unigram.bits - TINY_MARGIN > best >= bigram.bits, (unigram, best, bigram)
+    assert verdict.diverged and verdict.reason.startswith(
+        f"stuck above a source-blind model: best valid nll_loss {best} "
+    ), verdict.reason
+    assert verdict.evidence["stuck"]["last_update"] == verdict.evidence["updates"] == 92
+    assert verdict.evidence["bigram"] == bigram.to_json()
+    # Cut before fairseq's "done training" (a run still going, or killed): not judged so.
+    cut = [line for line in lines if "done training" not in line]
+    assert not judge(cut, c, unigram, bigram).diverged
+    # The CLI, with both baselines from the data-bin, says the same.
     (tmp_path / "train.log").write_text(text)
     proc = subprocess.run(
         [sys.executable, "-m", "admin.divergence", "--log", tmp_path / "train.log",

@@ -55,7 +55,8 @@ TINY = {
                     "max_tokens": 2000, "max_epoch": 1, "warmup_updates": 4},
         "generate": {"beam": 1, "batch_size": 30},
     }},
-    "divergence": {"unigram_margin": None},  # one epoch of a few updates: not judged
+    # one epoch of a few updates: not judged on training
+    "divergence": {"unigram_margin": None, "bigram_margin": None},
 }  # fmt: skip
 
 

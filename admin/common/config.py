@@ -290,7 +290,8 @@ def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
     the embedded corpus, its models narrowed (same depths and arch), its training cut to
     a few updates per epoch for a few epochs, all of which its averaging reads, and its
     decoding small.  Failing to train is not judged (a few updates never leave the
-    unigram plateau); non-finite losses and overflow storms still are."""
+    unigram plateau, let alone beat a bigram); non-finite losses and overflow storms
+    still are."""
     settings = cfg["rehearsal_settings"]
     out = copy.deepcopy(dict(cfg))
     for exp in out["experiments"].values():
@@ -326,7 +327,7 @@ def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
                 _gpus_as_cpu_processes(layer.get("resources") or {})
     if settings["device"] == "cpu":
         _gpus_as_cpu_processes(out.get("resources") or {})
-    out["divergence"] = {**out.get("divergence", {}), "unigram_margin": None}
+    out["divergence"] = {**out.get("divergence", {}), "unigram_margin": None, "bigram_margin": None}
     return out
 
 

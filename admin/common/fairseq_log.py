@@ -30,6 +30,7 @@ _EPOCH = re.compile(r"\| (train|valid) \| epoch (\d+) \|(.*)$")
 _FIELD = re.compile(r"\|\s*(\w+) ([^|]+?)\s*(?=\||$)")
 _LOADED = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
 _FRESH = "No existing checkpoint found"
+_DONE = "done training in"  # fairseq_cli.train's last line on a run that reached its end
 _WORLD = re.compile(r"training on (\d+) devices")
 # fairseq 0.12 ("NOTE: gradient overflow ...") and 0.9, the paper's ("| WARNING: overflow ...").
 _OVERFLOW = re.compile(
@@ -113,9 +114,15 @@ class AttemptStart:
     """admin.train's marker before an attempt's output."""
 
 
+@dataclass(frozen=True)
+class Done:
+    """fairseq's "done training": the run reached its stop conditions."""
+
+
 Event = (
-    Progress | Overflow | Loaded | FreshStart | WorldSize | FloatingPoint | RankNorm | AttemptStart
-)
+    Progress | Overflow | Loaded | FreshStart | WorldSize | FloatingPoint | RankNorm
+    | AttemptStart | Done
+)  # fmt: skip
 
 
 def _number(text: str) -> float:
@@ -161,6 +168,8 @@ def read_line(line: str) -> Event | None:
         return WorldSize(int(m[1]))
     if line.startswith(ATTEMPT_MARKER):
         return AttemptStart()
+    if _DONE in line:
+        return Done()
     return None
 
 
