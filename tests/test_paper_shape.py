@@ -53,7 +53,7 @@ def test_the_papers_shape_passes(tmp_path):
     ("shallow", "deep", "rule"),
     [
         # deep Post-LN trains: not the paper's failure
-        ((40.0, 41.0, 40.5), (12.5, 50.0, 50.0), "postln at 6-6 trains: 12.5"),
+        ((40.0, 41.0, 40.5), (12.5, 50.0, 50.0), "postln at 6-6 is not diverged: 12.50"),
         # deep Admin more than 1 BLEU below Pre-LN
         ((40.0, 41.0, 40.5), ("diverged", 50.0, 48.5), "admin at 6-6 is 1.50 BLEU below preln"),
         # deep Admin does not train
@@ -73,15 +73,13 @@ def test_each_broken_rule_is_named_with_its_numbers(tmp_path, shallow, deep, rul
     assert any(broken.startswith(rule) for broken in shape.broken), shape.broken
 
 
-def test_deep_postln_fails_by_diverging_or_by_not_translating_and_the_report_says_which(
-    tmp_path,
-):
+def test_deep_postln_must_be_diverged_not_only_fail_to_translate(tmp_path):
     stuck = _seed((40.0, 41.0, 40.5), (0.4, 50.0, 50.0))
     table = _table(tmp_path, {"1": stuck})
     (shape,) = paper_shape.judge(table, SHAPE)
-    assert shape.ok
+    assert not shape.ok and shape.broken == ("postln at 6-6 is not diverged: 0.40 BLEU",)
     text = paper_shape.report([shape], SHAPE)
-    assert "seed 1: postln at 6-6 fails without being diverged: 0.40 BLEU (floor 10.0)" in text
+    assert "seed 1: postln at 6-6 is not diverged: 0.40 BLEU" in text
 
 
 def test_every_seed_is_judged_on_its_own(tmp_path):
@@ -102,7 +100,7 @@ def test_the_cli_prints_each_seed_and_exits_1_when_one_breaks_the_shape(tmp_path
     out = capsys.readouterr().out
     assert "| 1 | 40.00 | 41.00 | 40.50 | diverged | 50.00 | 50.00 | yes |" in out
     assert "| 2 | 40.00 | 41.00 | 40.50 | 20.00 | 50.00 | 50.00 | no |" in out
-    assert "seed 2: postln at 6-6 trains: 20.0 (not diverged, floor 10.0)" in out
+    assert "seed 2: postln at 6-6 is not diverged: 20.00 BLEU" in out
     table = _table(tmp_path, {"1": good})
     assert paper_shape.main(argv) == 0
 
