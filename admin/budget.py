@@ -4,9 +4,9 @@
     python -m admin.budget paper_all --configfile my.yaml --config depths='[6-6]'
 
 TARGET is ``paper_iwslt14_de_en``, ``paper_wmt14_en_de``, ``paper_wmt14_en_fr``,
-``paper_all`` or a dataset of the config.  The config is loaded as the workflow loads
-it (``config/config.yaml``, ``--configfile`` and ``--config`` as in Snakemake, the
-presets, the schema).  Printed, as Markdown tables:
+``paper_all``, ``mini_multi30k_de_en`` or a dataset of the config.  The config is loaded
+as the workflow loads it (``config/config.yaml``, ``--configfile`` and ``--config`` as in
+Snakemake, the presets, the schema).  Printed, as Markdown tables:
 
 * every run (dataset, variant, depth, seed, GPUs x nodes): its parameters, training
   FLOPs per target token, tokens trained, GPU-hours and wall hours at the preset's GPUs;
@@ -79,11 +79,13 @@ DEFAULT_MFU = 0.3
 MAX_LOSS_MINUTES = 30.0
 SAVE_EVERY_MINUTES = MAX_LOSS_MINUTES / 2
 
-PAPER_TARGETS: dict[str, tuple[str, ...]] = {
+# The workflow's named targets (workflow/Snakefile) and the datasets each builds.
+NAMED_TARGETS: dict[str, tuple[str, ...]] = {
     "paper_iwslt14_de_en": ("iwslt14_de_en",),
     "paper_wmt14_en_de": ("wmt14_en_de",),
     "paper_wmt14_en_fr": ("wmt14_en_fr",),
     "paper_all": ("iwslt14_de_en", "wmt14_en_de", "wmt14_en_fr"),
+    "mini_multi30k_de_en": ("multi30k_de_en",),
 }
 
 # (embed dim, FFN dim, attention heads) of fairseq's architecture presets.
@@ -642,13 +644,13 @@ def load_config(configfiles: Sequence[Path] = (), config: Sequence[str] = ()) ->
 
 
 def target_datasets(cfg: Mapping[str, Any], target: str) -> tuple[str, ...]:
-    datasets = PAPER_TARGETS.get(target, (target,))
+    datasets = NAMED_TARGETS.get(target, (target,))
     known = cfg["experiments"]
     for name in datasets:
         if name not in known:
             raise AdminError(
                 f"target {target!r}: dataset {name!r} is not defined under experiments; "
-                f"targets: {', '.join([*PAPER_TARGETS, *sorted(known)])}"
+                f"targets: {', '.join([*NAMED_TARGETS, *sorted(known)])}"
             )
     return datasets
 
@@ -846,7 +848,7 @@ def report(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m admin.budget", description=__doc__.split("\n")[0])
-    p.add_argument("target", help=f"{', '.join(PAPER_TARGETS)} or a dataset of the config")
+    p.add_argument("target", help=f"{', '.join(NAMED_TARGETS)} or a dataset of the config")
     p.add_argument(
         "--configfile",
         nargs="+",

@@ -220,7 +220,7 @@ def test_presets_bound_what_a_kill_loses(paper_config):
     kill's loss under 30 minutes at half the estimated throughput on the slowest GPU."""
     hw = budget.Hardware(budget.SLOWEST_GPU, budget.DEFAULT_MFU)
     checked = []
-    for dataset in budget.PAPER_TARGETS["paper_all"]:
+    for dataset in budget.NAMED_TARGETS["paper_all"]:
         for p in budget.depth_plans(paper_config, dataset, Path("/nonexistent")):
             limit = p.max_save_interval(hw)
             assert 0 < p.save_interval <= limit, (dataset, p.depth, p.save_interval, limit)
@@ -288,3 +288,12 @@ def test_compute_estimates_doc_is_the_budget_output(capsys):
         out = budget_cli(*argv.split(), capsys=capsys)
         for table in re.findall(r"(?:^\|.*\|\n)+", text, re.M):
             assert table in out + "\n", f"{argv}: a table in the doc is not in the output"
+
+
+def test_every_named_target_of_the_workflow_is_known_with_its_datasets(paper_config):
+    rules = re.findall(
+        r"^rule ((?:paper|mini)_\w+):", (REPO / "workflow" / "Snakefile").read_text(), re.M
+    )
+    assert sorted(rules) == sorted(budget.NAMED_TARGETS)
+    assert budget.target_datasets(paper_config, "mini_multi30k_de_en") == ("multi30k_de_en",)
+    assert budget.target_datasets(paper_config, "paper_all")[0] == "iwslt14_de_en"
