@@ -72,6 +72,26 @@ def test_extended_run_continues_exactly_where_a_longer_run_would_be(tiny_databin
         assert loss == pytest.approx(reference[update][4], rel=1e-3)
 
 
+def test_a_run_stopped_inside_an_epoch_by_max_update_is_extended_from_where_it_stopped(
+    tiny_databin, tmp_path
+):
+    """fairseq ends an epoch that max_update cut short with its end-of-epoch summary; that
+    epoch is not complete, so extending the run resumes it rather than asking for its
+    epoch checkpoint, which never existed."""
+    run = tmp_path / "run"
+    first = _train(tiny_databin, run, max_epoch=3, max_update=9)  # stops inside epoch 2
+    assert first["num_updates"] == 9 and first["epochs"] == 1
+    assert sorted(rf.RunFolder(run).epoch_checkpoints()) == [1]
+    second = _train(tiny_databin, run, max_epoch=3, max_update=None)
+    history = (run / "train.log").read_text()
+    assert "starting afresh" not in history and len(history.split(ATTEMPT)[1:]) == 2
+    assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 2 @ 9 updates\)",
+                     history)  # fmt: skip
+    assert second["recipe_id"] == first["recipe_id"]
+    assert second["num_updates"] == 3 * UPDATES_PER_EPOCH and second["epochs"] == 3
+    assert sorted(_inner(history.split(ATTEMPT)[2])) == list(range(10, 19))
+
+
 def test_changed_recipe_starts_afresh_and_keeps_the_old_run_aside(tiny_databin, tmp_path):
     run = tmp_path / "run"
     old = _train(tiny_databin, run, max_epoch=1)

@@ -31,6 +31,10 @@ _FIELD = re.compile(r"\|\s*(\w+) ([^|]+?)\s*(?=\||$)")
 _LOADED = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
 _FRESH = "No existing checkpoint found"
 _DONE = "done training in"  # fairseq_cli.train's last line on a run that reached its end
+# A stop condition met inside an epoch (max_update, stop_time_hours; patience): fairseq
+# still ends that epoch with its end-of-epoch summary, though the epoch is not complete.
+_STOPPING = ("Stopping training due to", "early stop since valid performance")
+_EPOCH_SAVED = re.compile(r"Saved checkpoint \S*?\bcheckpoint(\d+)\.pt \(epoch (\d+) @")
 _WORLD = re.compile(r"training on (\d+) devices")
 # fairseq 0.12 ("NOTE: gradient overflow ...") and 0.9, the paper's ("| WARNING: overflow ...").
 _OVERFLOW = re.compile(
@@ -115,13 +119,25 @@ class AttemptStart:
 
 
 @dataclass(frozen=True)
+class Stopping:
+    """fairseq met a stop condition at this update (maybe inside an epoch)."""
+
+
+@dataclass(frozen=True)
+class EpochSaved:
+    """fairseq saved the end-of-epoch checkpoint ``checkpoint<epoch>.pt``."""
+
+    epoch: int
+
+
+@dataclass(frozen=True)
 class Done:
     """fairseq's "done training": the run reached its stop conditions."""
 
 
 Event = (
     Progress | Overflow | Loaded | FreshStart | WorldSize | FloatingPoint | RankNorm
-    | AttemptStart | Done
+    | AttemptStart | Done | Stopping | EpochSaved
 )  # fmt: skip
 
 
@@ -170,6 +186,10 @@ def read_line(line: str) -> Event | None:
         return AttemptStart()
     if _DONE in line:
         return Done()
+    if any(stop in line for stop in _STOPPING):
+        return Stopping()
+    if m := _EPOCH_SAVED.search(line):
+        return EpochSaved(int(m[2]))
     return None
 
 
@@ -181,6 +201,7 @@ class TrainLog:
     train_epochs: list[Point] = field(default_factory=list)
     valid: list[Point] = field(default_factory=list)
     loaded: tuple[int, int] | None = None  # (epoch, num_updates) as fairseq logs a resume
+    complete: list[int] = field(default_factory=list)  # epochs whose summary ended them
     world_size: int | None = None
     overflows: int = 0  # skipped fp16 steps
 
@@ -193,12 +214,16 @@ class TrainLog:
 
     @property
     def epochs(self) -> int:
-        """Completed epochs: the last end-of-epoch summary, or what a resume started from.
+        """Completed epochs: the last end-of-epoch summary of a complete epoch, or what a
+        resume started from.
 
-        fairseq's "Loaded checkpoint ... (epoch E @ U updates)" names the epoch the
-        resumed run is in (E = 2 after checkpoint1.pt), so E - 1 are complete.
+        fairseq prints the summary also when a stop condition ends an epoch early (at
+        ``max_update``); such an epoch counts only if its ``checkpoint<E>.pt`` was saved
+        (the stop fell on its last update).  fairseq's "Loaded checkpoint ... (epoch E @
+        U updates)" names the epoch the resumed run is in (E = 2 after checkpoint1.pt,
+        E = 1 after a stop inside epoch 1), so E - 1 are complete.
         """
-        done = [p.epoch for p in self.train_epochs]
+        done = list(self.complete)
         if self.loaded:
             done.append(self.loaded[0] - 1)
         return max(done, default=0)
@@ -219,10 +244,21 @@ def _dedupe(points: list[Point]) -> list[Point]:
 def parse(lines: Iterable[str]) -> TrainLog:
     log = TrainLog()
     lists = {"train_inner": log.train_inner, "train": log.train_epochs, "valid": log.valid}
+    stopped, saved = False, set()  # in the epoch fairseq is in
     for line in lines:
         event = read_line(line)
         if isinstance(event, Progress):
             lists[event.kind].append(event.point)
+            if event.kind == "train":  # the end-of-epoch summary
+                if not stopped or event.point.epoch in saved:
+                    log.complete.append(event.point.epoch)
+                stopped, saved = False, set()
+        elif isinstance(event, Stopping):
+            stopped = True
+        elif isinstance(event, EpochSaved):
+            saved.add(event.epoch)
+        elif isinstance(event, AttemptStart | FreshStart):
+            stopped, saved = False, set()
         elif isinstance(event, Overflow):
             log.overflows += 1
         elif isinstance(event, Loaded):
