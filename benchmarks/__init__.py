@@ -47,6 +47,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.rehearsal",
         "the rehearsal of paper_all on the local two-node SLURM cluster: wall time",
     ),
+    "divergence_baselines": (
+        "benchmarks.divergence_baselines",
+        "the divergence criterion's unigram and bigram baselines on a WMT-sized target",
+    ),
     "checkpoint_sizes": (
         "benchmarks.checkpoint_sizes",
         "bytes of a training checkpoint and of checkpoint_avg.pt per preset model, vs formula",

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.core import REPO, Context, Figure, Result, Target, train_checkpoint
+from benchmarks.core import REPO, Context, Figure, Result, Target, status_kb, train_checkpoint
 
 NAME = "checkpoint_averaging"
 CHECKPOINTS = 10
@@ -61,24 +61,17 @@ def make_checkpoints(source: Path, folder: Path, count: int = CHECKPOINTS) -> li
     return paths
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def child() -> None:
     """In a fresh process: average argv[1:-1] into argv[-1]; print time and memory (JSON)."""
     from admin.average import average
 
     paths, out = [Path(p) for p in sys.argv[1:-1]], Path(sys.argv[-1])
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     start = time.perf_counter()
     average(paths, out)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_kb": before, "hwm_kb": _status_kb("VmHWM")}))
+    print(json.dumps({"seconds": seconds, "rss_kb": before, "hwm_kb": status_kb("VmHWM")}))
 
 
 def average_in_child(ctx: Context, paths: list[Path], out: Path) -> dict:

@@ -139,6 +139,14 @@ def train_checkpoint(
     return last
 
 
+def status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in kB (``VmRSS``, ``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def timed(func: Callable[[], Any]) -> float:
     start = time.perf_counter()
     func()

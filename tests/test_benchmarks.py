@@ -193,3 +193,23 @@ def test_padded_databin_has_the_requested_vocabulary(tmp_path):
         assert len(ids[0]) == len(ids[1]) == 50
         assert all(ids[0][i].tolist() == ids[1][i].tolist() for i in range(50))
     assert padded_databin(ctx, 50, 10008) == padded  # made once per run
+
+
+def test_the_wmt_sized_target_is_the_base_target_repeated_as_fairseq_reads_it(
+    tiny_databin, tmp_path
+):
+    from fairseq.data import data_utils
+
+    from admin.target_bigram import bigram_baseline
+    from benchmarks.divergence_baselines import wmt_sized_databin
+
+    dest = tmp_path / "big"
+    tokens = wmt_sized_databin(tiny_databin, dest, 1500)  # 600 sentences, 3 times over
+    base = data_utils.load_indexed_dataset(str(tiny_databin / "train.de-en.en"), None)
+    big = data_utils.load_indexed_dataset(str(dest / "train.de-en.en"), None)
+    assert len(base) == 600 and len(big) == 1800
+    assert tokens == 3 * sum(len(base[i]) for i in range(600))
+    assert all(big[k].tolist() == base[k % 600].tolist() for k in (0, 599, 600, 1234, 1799))
+    # the valid target and the dictionaries are the base's: the baseline reads them
+    assert bigram_baseline(dest).valid_tokens == bigram_baseline(tiny_databin).valid_tokens
+    assert bigram_baseline(dest).train_total == tokens
