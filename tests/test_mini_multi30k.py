@@ -17,12 +17,10 @@ import pytest
 from admin.common import config as admin_config
 from admin.common import step_options
 from admin.data.registry import MULTI30K_DE_EN
-from tests.conftest import REPO
-from tests.workflow_support import counts, plan, shell_option
+from tests.workflow_support import counts, plan, project_config, shell_option
 
 TARGET, DATASET = "mini_multi30k_de_en", "multi30k_de_en"
 VARIANTS, DEPTHS = ("postln", "preln", "admin"), ("2-2", "6-6")
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +40,7 @@ def jobs(offline_dir: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def cfg() -> dict[str, Any]:
-    top = admin_config.read_yaml(REPO / "config" / "config.yaml")
-    return admin_config.load(top, locate=lambda preset: REPO / preset, schema=SCHEMA)
+    return project_config()
 
 
 def test_plan_is_the_demo_comparison_on_multi30k(jobs):

@@ -14,15 +14,13 @@ from admin.common import config as cfgmod
 from admin.common import run_folder as rf
 from admin.common.errors import AdminError
 from tests.conftest import REPO
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+from tests.workflow_support import SCHEMA, project_config
 
 
 @pytest.fixture(scope="module")
 def cfg() -> dict:
     """The project's whole configuration (demo + the three presets), as the workflow has it."""
-    return cfgmod.load(cfgmod.read_yaml(REPO / "config" / "config.yaml"),
-                       locate=lambda p: REPO / p, schema=SCHEMA)  # fmt: skip
+    return project_config()
 
 
 def _id(cfg: dict, dataset: str, variant: str, depth: str, seed: int, **hp) -> str:

@@ -11,19 +11,12 @@ import pytest
 
 from admin.common import config as cfgmod
 from admin.common import step_options as so
-from tests.conftest import REPO
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+from tests.workflow_support import project_config
 
 
 def _load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The workflow's configuration with ``overrides`` as --config would give them."""
-    cfg = cfgmod.load(
-        cfgmod.read_yaml(REPO / "config" / "config.yaml"),
-        locate=lambda p: REPO / p,
-        schema=SCHEMA,
-        overrides=overrides,
-    )
+    cfg = project_config(overrides)
     return cfgmod.rehearse(cfg) if cfg["rehearsal"] else cfg
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from tests.conftest import REPO, VENV_BIN
 
 SNAKEMAKE = str(VENV_BIN / "snakemake")
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFMT = str(VENV_BIN / "snakefmt")
 
 
@@ -104,3 +105,16 @@ def shell_option(job: dict[str, Any], option: str) -> str:
 
 def hparams(job: dict[str, Any]) -> dict[str, Any]:
     return json.loads(shell_option(job, "--hparams"))
+
+
+def project_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The project's configuration (config/config.yaml and its presets, the schema's
+    defaults) as the workflow loads it, with ``overrides`` as --config gives them."""
+    from admin.common import config as cfgmod
+
+    return cfgmod.load(
+        cfgmod.read_yaml(REPO / "config" / "config.yaml"),
+        locate=lambda p: REPO / p,
+        schema=SCHEMA,
+        overrides=overrides,
+    )
