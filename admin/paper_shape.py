@@ -58,9 +58,11 @@ def _cell(table: dict[str, Any], variant: str, depth: str, seed: str, where: str
         cell = table["cells"][variant][depth]
     except KeyError:
         raise AdminError(f"{where}: no cell for {variant} at {depth}") from None
-    if seed in cell.get("diverged_seeds", []):
+    # table.json: "seeds" maps seed (text) -> BLEU, null for a diverged seed, which
+    # "diverged_seeds" lists (as numbers)
+    if seed in {str(s) for s in cell.get("diverged_seeds", [])}:
         return DIVERGED
-    if seed not in cell.get("seeds", {}):
+    if cell.get("seeds", {}).get(seed) is None:
         raise AdminError(f"{where}: {variant} at {depth} has no result for seed {seed}")
     return float(cell["seeds"][seed])
 

@@ -26,8 +26,9 @@ def _table(tmp_path: Path, seeds: dict[str, dict[str, dict[str, float | str]]]) 
                 cell = cells.setdefault(variant, {}).setdefault(
                     depth, {"seeds": {}, "diverged_seeds": []}
                 )
-                if value == "diverged":
-                    cell["diverged_seeds"].append(seed)
+                if value == "diverged":  # as admin.table writes it
+                    cell["diverged_seeds"].append(int(seed))
+                    cell["seeds"][seed] = None
                 else:
                     cell["seeds"][seed] = value
     path = tmp_path / "table.json"
