@@ -15,12 +15,19 @@ before averaging.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.core import REPO, Context, Figure, Result, Target, status_kb, train_checkpoint
+from benchmarks.core import (
+    Context,
+    Figure,
+    Result,
+    Target,
+    json_from_child,
+    status_kb,
+    train_checkpoint,
+)
 
 NAME = "checkpoint_averaging"
 CHECKPOINTS = 10
@@ -75,13 +82,7 @@ def child() -> None:
 
 
 def average_in_child(ctx: Context, paths: list[Path], out: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, paths), str(out)],
-        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"averaging failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(ctx, CHILD, [*map(str, paths), str(out)], "averaging")
 
 
 def run(ctx: Context) -> Result:

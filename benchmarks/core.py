@@ -147,6 +147,19 @@ def status_kb(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def json_from_child(ctx: Context, code: str, args: Sequence[str], what: str) -> Any:
+    """Run ``python -c code args`` in a fresh process; the JSON on its last output line."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def timed(func: Callable[[], Any]) -> float:
     start = time.perf_counter()
     func()

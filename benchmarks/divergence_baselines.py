@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.core import REPO, Context, Figure, Result, status_kb
+from benchmarks.core import Context, Figure, Result, json_from_child, status_kb
 
 NAME = "divergence_baselines"
 SENTENCES = 4_500_000
@@ -69,13 +68,7 @@ def wmt_sized_databin(base: Path, dest: Path, sentences: int) -> int:
 
 
 def measure(ctx: Context, which: str, databin: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, which, str(databin)],
-        cwd=REPO, env=ctx.env(), capture_output=True, text=True,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"{which} baseline failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(ctx, CHILD, [which, str(databin)], f"{which} baseline")
 
 
 def run(ctx: Context) -> Result:
