@@ -302,8 +302,10 @@ def unigram_baseline(
     target_lang: str | None = None,
     source_lang: str | None = None,
     valid_subset: str = "valid",
+    train_counts: Any = None,
 ) -> UnigramBaseline:
-    """The target side's unigram cross-entropy on the valid set, from the data-bin.
+    """The target side's unigram cross-entropy on the valid set, from the data-bin
+    (``train_counts``: the training target's counts, if already read).
 
     Counts are the binarized training target's (EOS and UNK included, as the
     model sees them), not ``dict.<tgt>.txt``'s: with a joined dictionary those
@@ -312,7 +314,8 @@ def unigram_baseline(
     including EOS, in bits: the unit of fairseq's ``nll_loss``.
     """
     files = target_files(data_bin, target_lang, source_lang, valid_subset)
-    train_counts = train_target_counts(files)
+    if train_counts is None:
+        train_counts = train_target_counts(files)
     valid_tokens, valid_sentences = read_binarized(files.valid)
     valid_counts = _counts(valid_tokens, files.vocab, Path(f"{files.valid}.bin"))
     n_train, n_valid = int(train_counts.sum()), int(valid_counts.sum())
@@ -634,13 +637,15 @@ def baselines(
     and none for a rule switched off)."""
     from admin.target_bigram import bigram_baseline  # it builds on this module
 
-    if data_bin is None:
+    if data_bin is None or (criterion.unigram_margin is None and criterion.bigram_margin is None):
         return None, None
+    # both read the whole training target's counts: once (WMT: ~140M tokens)
+    counts = train_target_counts(target_files(data_bin, target_lang))
     unigram = bigram = None
     if criterion.unigram_margin is not None:
-        unigram = unigram_baseline(data_bin, target_lang)
+        unigram = unigram_baseline(data_bin, target_lang, train_counts=counts)
     if criterion.bigram_margin is not None:
-        bigram = bigram_baseline(data_bin, target_lang)
+        bigram = bigram_baseline(data_bin, target_lang, train_counts=counts)
     return unigram, bigram
 
 

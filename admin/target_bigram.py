@@ -115,10 +115,12 @@ def bigram_baseline(
     target_lang: str | None = None,
     source_lang: str | None = None,
     valid_subset: str = "valid",
+    train_counts: Any = None,
 ) -> BigramBaseline:
-    """The target side's bigram cross-entropy on the valid set, from the data-bin."""
+    """The target side's bigram cross-entropy on the valid set, from the data-bin
+    (``train_counts``: the training target's counts, if already read)."""
     files = target_files(data_bin, target_lang, source_lang, valid_subset)
-    counts = train_target_counts(files)
+    counts = train_target_counts(files) if train_counts is None else train_counts
     total = int(counts.sum())
     valid_tokens, _ = read_binarized(files.valid)
     if total == 0 or valid_tokens.size == 0:

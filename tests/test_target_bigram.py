@@ -97,3 +97,16 @@ def test_a_large_target_is_counted_on_evenly_spaced_stretches(tiny_databin, monk
 def test_a_missing_target_names_the_file(tmp_path):
     with pytest.raises(AdminError, match="is not a folder"):
         tb.bigram_baseline(tmp_path / "nowhere")
+
+
+def test_the_criterions_baselines_read_the_training_target_once(tiny_databin, monkeypatch):
+    import admin.divergence as divergence
+
+    expected = (unigram_baseline(tiny_databin), tb.bigram_baseline(tiny_databin))
+    read = []
+    counts = divergence.train_target_counts
+    monkeypatch.setattr(divergence, "train_target_counts", lambda f: read.append(f) or counts(f))
+    assert divergence.baselines(divergence.Criterion(), tiny_databin) == expected
+    assert len(read) == 1
+    off = divergence.Criterion(unigram_margin=None, bigram_margin=None)
+    assert divergence.baselines(off, tiny_databin) == (None, None) and len(read) == 1
