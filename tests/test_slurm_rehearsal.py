@@ -139,14 +139,17 @@ def _train_job(log: Path, run: Path) -> str | None:
     return jobs[-1] if jobs else None
 
 
-def _wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen | None = None):
+def _wait(
+    predicate: Any, timeout: float, what: str, proc: subprocess.Popen | None = None,
+    interval: float = 0.5,
+):  # fmt: skip
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"snakemake ended before {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(interval)
 
 
 # --- the rehearsal ------------------------------------------------------------------
@@ -367,8 +370,11 @@ def killed_snakemake(cluster: Cluster, rehearsal: Rehearsal) -> KilledDrill:
     first = _start(cluster, args, first_log)
     stopped: list[int] = []
     try:
+        # Polled tightly: the tiny run saves every 4 updates and ends its epoch at 12 in
+        # well under a second; a half-second poll once let it reach the epoch's end, and
+        # the drill then resumed from the epoch checkpoint, not a mid-epoch one.
         _wait(lambda: list((run_dir / "checkpoints").glob("checkpoint_*_*.pt")), 900,
-              "a mid-epoch checkpoint of the drill's run", first)  # fmt: skip
+              "a mid-epoch checkpoint of the drill's run", first, interval=0.02)  # fmt: skip
         # Freeze the trainer right there (it still holds the run), then kill Snakemake.
         stopped = _processes(cluster.workdir, run)
         assert stopped, "no training process found"
