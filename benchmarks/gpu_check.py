@@ -5,7 +5,7 @@ that checks the figures and writes them down (docs/gpu-check.md).
     python -m benchmarks.gpu_check targets --mode gpu|cpu-smoke
     python -m benchmarks.gpu_check report --mode gpu|cpu-smoke --work DIR --seconds S --out FILE
 
-``gpu``: the demo's Post-LN and Admin runs at 2-2 and 6-6 on one GPU, with the paper
+``gpu``: Post-LN and Admin with the demo's recipe at 2-2 and 6-6 on one GPU, with the paper
 presets' fp16 settings (read from config/paper_*.yaml).  ``cpu-smoke``: the same
 sequence with a small corpus, one depth and two epochs, on the CPU and in fp32 (fairseq's
 fp16 optimizer needs CUDA).

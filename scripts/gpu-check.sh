@@ -11,7 +11,7 @@
 # carry: ["build/gpu-bundle"]).  The check then, each phase under a time limit:
 #   setup       a virtualenv over the machine's Python (its torch stays visible), the
 #               bundle's wheels, fairseq compiled against that torch, this project (-e)
-#   workflow    the demo's Post-LN and Admin runs at 2-2 and 6-6 through Snakemake, with
+#   workflow    Post-LN and Admin with the demo's recipe at 2-2 and 6-6 through Snakemake, with
 #               --device cuda (the GPU resources) and the presets' fp16 settings:
 #               data, Admin profiling, training (312 updates each), averaging, decoding,
 #               scoring
