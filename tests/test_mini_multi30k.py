@@ -20,7 +20,7 @@ from admin.data.registry import MULTI30K_DE_EN
 from tests.workflow_support import counts, plan, project_config, shell_option
 
 TARGET, DATASET = "mini_multi30k_de_en", "multi30k_de_en"
-VARIANTS, DEPTHS = ("postln", "preln", "admin"), ("2-2", "6-6")
+VARIANTS, DEPTHS = ("postln", "preln", "admin"), ("2-2", "8-8")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,13 @@ def test_preset_recipe_and_resources(cfg):
     hp = exp["hparams"]
     assert (hp["optimizer"], hp["param_init"], hp["encoder_embed_dim"]) == ("radam", "paper", 64)
     assert not hp.get("fp16") and hp["max_epoch"] >= 1
+    # The demo's comparison: its depths and recipe; only the budget and logging differ.
+    assert admin_config.matrix(cfg, "demo")[:2] == admin_config.matrix(cfg, DATASET)[:2]
+    budget = {"max_epoch", "log_interval"}
+    demo_hp = cfg["experiments"]["demo"]["hparams"]
+    assert {k: v for k, v in hp.items() if k not in budget} == {
+        k: v for k, v in demo_hp.items() if k not in budget
+    }
     assert step_options.bpe_options(cfg, DATASET) == ["--dataset", DATASET]
     for rule in ("prepare", "bpe", "binarize"):
         global_res = admin_config.lookup_resources(cfg, rule)
