@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from admin import paper_shape
 from tests.conftest import REPO
 from tests.workflow_support import SNAKEMAKE, parse_dry_run
 
@@ -87,10 +88,8 @@ def test_the_deployed_workflow_plans_the_demo(deployed: Path):
     jobs = parse_dry_run(proc.stdout + proc.stderr)
     trains = {(j["wildcards"]["variant"], j["wildcards"]["depth"], j["wildcards"]["seed"])
               for j in jobs if j["rule"] == "train"}  # fmt: skip
-    # the demo's matrix (read from the deployed config) with the deploying workflow's seed
-    matrix = yaml.safe_load((deployed / "config" / "config.yaml").read_text())
-    depths = matrix["experiments"]["demo"]["matrix"]["depths"]
-    assert len(depths) == 2
+    # the demo's matrix (its depths from the deployed config) with the deploying workflow's seed
+    depths = paper_shape.demo_depths(deployed / "config" / "config.yaml")
     assert trains == {(v, d, "7") for v in ("postln", "preln", "admin") for d in depths}
     assert {j["rule"] for j in jobs} >= {"demo_corpus", "recipe", "profile", "average",
                                          "evaluate", "table", "curves", "bleu_plot"}  # fmt: skip
