@@ -15,11 +15,12 @@ newest checkpoint's config and small bookkeeping fields (what fairseq-generate n
 to load it), never the optimizer state.
 
 ``average.json``: ``{"status", "recipe_id", "checkpoint": "checkpoint_avg.pt" | null,
-"averaged": [file names], "epochs": [...]}``; a diverged run gives
-``status: diverged`` and no checkpoint.  The checkpoint folder's record notes what was
-averaged, so that a run whose checkpoints were pruned after scoring
-(``checkpoints.keep: none``) reuses its ``checkpoint_avg.pt`` when it is averaged
-again with the same window, instead of failing.
+"averaged": [file names], "epochs": [...]}``.  A run flagged ``diverged`` is averaged
+too, over the epochs of its window it reached (``note`` says when they are fewer, or why
+there is no checkpoint: none saved, or weights no longer finite).  The checkpoint
+folder's record notes what was averaged, so that a run whose checkpoints were pruned
+after scoring (``checkpoints.keep: none``) reuses its ``checkpoint_avg.pt`` when it is
+averaged again with the same window, instead of failing.
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ def tie_equal(model: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
     return tied
 
 
-def average(paths: Sequence[Path], output: Path) -> None:
-    """Write the average of ``paths`` (oldest first) to ``output``, streaming."""
+def average(paths: Sequence[Path], output: Path, require_finite: bool = False) -> list[str]:
+    """Write the average of ``paths`` (oldest first) to ``output``, streaming; returns the
+    parameters whose average is not finite (with ``require_finite``, nothing is written
+    then)."""
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     aliases: dict[str, str] = {}
@@ -129,9 +132,13 @@ def average(paths: Sequence[Path], output: Path) -> None:
             if source == key:
                 newest[alias] = mean
     tie_equal(newest)
+    nonfinite = [k for k in aliases if not bool(torch.isfinite(newest[k]).all())]
+    if nonfinite and require_finite:
+        return nonfinite
     weights_only = {"model": newest, **{k: state[k] for k in KEPT_FIELDS if k in state}}
     with atomic_path(output) as tmp:
         torch.save(weights_only, tmp)
+    return nonfinite
 
 
 def run(
@@ -141,8 +148,7 @@ def run(
     folder = rf.RunFolder(checkpoints.parent)
     window = [last, upper_bound]
     if status.diverged:
-        result = {"status": rf.DIVERGED, "recipe_id": status.recipe_id, "checkpoint": None,
-                  "averaged": [], "epochs": []}  # fmt: skip
+        result = _average_flagged(folder, status, last, upper_bound, out.parent / OUTPUT_NAME)
     else:
         output = out.parent / OUTPUT_NAME
         done = _earlier_average(folder, status, window, output)
@@ -163,6 +169,32 @@ def run(
         }
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _average_flagged(
+    folder: rf.RunFolder, status: rf.Status, last: int, upper_bound: int | None, output: Path
+) -> dict:
+    """A run flagged ``diverged`` is averaged like any other, over the epochs of its window
+    that it reached (a run stopped early may have fewer than ``last``).  With no epoch
+    checkpoint, or weights that are no longer finite, there is nothing to score: the
+    result says why, and nothing is deleted."""
+    result: dict[str, Any] = {"status": rf.DIVERGED, "recipe_id": status.recipe_id,
+                              "checkpoint": None, "averaged": [], "epochs": []}  # fmt: skip
+    present = rf.epoch_checkpoints(folder.checkpoints) if folder.checkpoints.is_dir() else {}
+    epochs = rf.averaging_window(present, last, upper_bound)
+    if not epochs:
+        result["note"] = "no epoch checkpoint: the run was stopped before its first epoch ended"
+        return result
+    nonfinite = average([present[e] for e in epochs], output, require_finite=True)
+    if nonfinite:
+        output.unlink(missing_ok=True)  # an older average would read as this one
+        result["note"] = (f"the average of epochs {epochs} is not finite ({len(nonfinite)} "
+                          f"parameters, e.g. {nonfinite[0]}): nothing to score")  # fmt: skip
+        return result
+    if len(epochs) < last:
+        result["note"] = f"the run reached {len(epochs)} of the window's {last} epochs"
+    return {**result, "checkpoint": OUTPUT_NAME,
+            "averaged": [f"checkpoint{e}.pt" for e in epochs], "epochs": epochs}  # fmt: skip
 
 
 def _earlier_average(
@@ -194,10 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(args.checkpoints, args.status, args.last, args.upper_bound, args.out)
+    flagged = " (a run flagged diverged)" if result["status"] == rf.DIVERGED else ""
     if result["checkpoint"]:
-        print(f"averaged epochs {result['epochs']} into {args.out.parent / result['checkpoint']}")
+        where = args.out.parent / result["checkpoint"]
+        print(f"averaged epochs {result['epochs']} into {where}{flagged}")
     else:
-        print("training diverged: nothing to average")
+        print(f"nothing to average{flagged}: {result.get('note', '')}")
     return 0
 
 

@@ -3,22 +3,29 @@
     python -m admin.divergence --log RUN/train.log --data-bin DATA_BIN \\
         [--hparams '{"warmup_updates": 4000, "log_interval": 100}'] [--target-lang en] \\
         [--overflow-window 1000] [--overflow-share 0.5] [--unigram-margin 0.5|null] \\
-        [--bigram-margin 0|null] [--stall-after-warmup 2]
+        [--bigram-margin 0|null] [--stall-after-warmup 2] [--plateau-patience 3] \\
+        [--stuck-patience 3] [--stuck-min-improvement 0.1]
 
 A run diverged (docs/divergence.md gives the why of each rule and default) when
 
-* its loss or gradients stopped being finite (fairseq's ``FloatingPointError``:
-  non-finite gradients or the minimum fp16 loss scale, or a logged nan/inf loss);
-* an fp16 overflow storm: at least ``overflow_share`` of the last
-  ``overflow_window`` optimizer steps (updates + skipped overflow steps) overflowed;
-* it fails to train: at a validation from ``stall_after_warmup`` x
-  ``warmup_updates`` on, the valid ``nll_loss`` (bits per target token) is not
-  below the cross-entropy of the target side's unigram distribution minus
-  ``unigram_margin`` (it never left the unigram plateau, or fell back onto it);
-* it is stuck: at the end of a run (fairseq's "done training") of at least
-  ``stall_after_warmup`` x ``warmup_updates``, its best valid ``nll_loss`` is not
-  ``bigram_margin`` below the cross-entropy of a bigram model of the target side
-  (:mod:`admin.target_bigram`): it did no better than a model that never sees the source.
+1. its loss or gradients stopped being finite (fairseq's ``FloatingPointError``:
+   non-finite gradients or the minimum fp16 loss scale, or a logged nan/inf loss);
+2. an fp16 overflow storm: at least ``overflow_share`` of the last
+   ``overflow_window`` optimizer steps (updates + skipped overflow steps) overflowed;
+3. it fails to train: its last ``plateau_patience`` validations from
+   ``stall_after_warmup`` x ``warmup_updates`` on all have a valid ``nll_loss`` (bits per
+   target token) that is not below the cross-entropy of the target side's unigram
+   distribution minus ``unigram_margin`` (it never left the unigram plateau, or fell back
+   onto it and stayed there);
+4. it is stuck: at the end of a run (fairseq's "done training", whatever stopped it) of at
+   least ``stall_after_warmup`` x ``warmup_updates``, its best valid ``nll_loss`` is not
+   ``bigram_margin`` below the cross-entropy of a bigram model of the target side
+   (:mod:`admin.baselines`), *and* it had stopped improving: its last ``stuck_patience``
+   validations did not improve on the best before them by ``stuck_min_improvement`` bits.
+   A run still improving when its budget ends is slow or short, not stuck.
+
+A verdict is a label: the run keeps its checkpoints and is averaged and scored like any
+other (docs/divergence.md, "What is kept").
 
 :class:`Monitor` is fed fairseq's output line by line and says as soon as the
 run is diverged (so the training step can stop it); :func:`judge` reads a
@@ -31,15 +38,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import struct
 import sys
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from admin.baselines import BigramBaseline, UnigramBaseline
+from admin.baselines import read as read_baselines
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 from admin.common.fairseq_log import (
@@ -55,9 +62,6 @@ from admin.common.fairseq_log import (
     read_line,
 )
 
-if TYPE_CHECKING:
-    from admin.target_bigram import BigramBaseline
-
 # fairseq's defaults where a recipe leaves these unset.
 FAIRSEQ_LOG_INTERVAL = 100
 FAIRSEQ_INVERSE_SQRT_WARMUP = 4000
@@ -72,6 +76,9 @@ class Criterion:
     unigram_margin: float | None = 0.5  # bits below the unigram; None: training not judged
     bigram_margin: float | None = 0.0  # bits below the target bigram at the end; None: not judged
     stall_after_warmup: float = 2.0  # the training test starts at this many warm-ups
+    plateau_patience: int = 3  # rule 3: validations in a row on the plateau before a verdict
+    stuck_patience: int = 3  # rule 4: the last this many validations ...
+    stuck_min_improvement: float = 0.1  # ... improved the best by less than this (bits)
     warmup_updates: int = 0  # the recipe's
     log_interval: int = FAIRSEQ_LOG_INTERVAL  # the recipe's (bounds the unlogged updates)
 
@@ -82,6 +89,9 @@ class Criterion:
             "unigram_margin": self.unigram_margin is None or math.isfinite(self.unigram_margin),
             "bigram_margin": self.bigram_margin is None or math.isfinite(self.bigram_margin),
             "stall_after_warmup": self.stall_after_warmup >= 0,
+            "plateau_patience": self.plateau_patience >= 1,
+            "stuck_patience": self.stuck_patience >= 1,
+            "stuck_min_improvement": self.stuck_min_improvement >= 0,
             "warmup_updates": self.warmup_updates >= 0,
             "log_interval": self.log_interval >= 1,
         }
@@ -129,219 +139,16 @@ class Criterion:
 
 
 SETTINGS = ("overflow_window", "overflow_share", "unigram_margin", "bigram_margin",
-            "stall_after_warmup")  # fmt: skip
-
-
-# --- the unigram baseline ------------------------------------------------------------
-
-_MMAP_MAGIC = b"MMIDIDX\x00\x00"
-_SPECIALS = 4  # <s> <pad> </s> <unk>: fairseq's Dictionary adds them before dict.txt's symbols
-_CHUNK = 1 << 24  # tokens per bincount: bounded memory on WMT-sized data
-
-
-@dataclass(frozen=True)
-class UnigramBaseline:
-    """Cross-entropy (bits per valid target token, EOS included) of the training target's
-    add-one-smoothed unigram distribution: what a model that learned only token frequencies gets."""
-
-    bits: float
-    valid_tokens: int
-    valid_sentences: int
-    train_tokens: int
-    vocab: int
-    target: str  # the binarized target files, relative to the data-bin
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "bits": round(self.bits, 4)}
-
-
-def _dtype(code: int) -> Any:
-    import numpy as np
-
-    # fairseq.data.indexed_dataset._code_to_dtype (mmap format): token ids are integers.
-    dtypes = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 8: np.uint16,
-              9: np.uint32, 10: np.uint64}  # fmt: skip
-    return dtypes.get(code)
-
-
-def read_binarized(prefix: Path) -> tuple[Any, int]:
-    """Token ids (a read-only memmap) and sentence count of ``prefix.{idx,bin}``
-    (fairseq's default ``mmap`` dataset format)."""
-    import numpy as np
-
-    idx, binary = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
-    for path in (idx, binary):
-        if not path.is_file():
-            raise AdminError(f"binarized data file {path} does not exist")
-    with open(idx, "rb") as f:
-        if f.read(9) != _MMAP_MAGIC:
-            raise AdminError(f"{idx} is not a fairseq mmap index (binarize with the default "
-                             "--dataset-impl mmap)")  # fmt: skip
-        (version,) = struct.unpack("<Q", f.read(8))
-        (code,) = struct.unpack("<B", f.read(1))
-        (sentences,) = struct.unpack("<Q", f.read(8))
-        sizes = np.fromfile(f, dtype=np.int32, count=sentences)
-    dtype = _dtype(code)
-    if version != 1 or dtype is None or len(sizes) != sentences:
-        raise AdminError(f"{idx}: unsupported or truncated index (version {version}, dtype {code})")
-    if binary.stat().st_size == 0:
-        tokens = np.zeros(0, dtype=dtype)
-    else:
-        tokens = np.memmap(binary, dtype=dtype, mode="r")
-    if tokens.size != int(sizes.sum(dtype=np.int64)):
-        raise AdminError(f"{binary} holds {tokens.size} tokens, its index says {sizes.sum()}")
-    return tokens, sentences
-
-
-def _counts(tokens: Any, vocab: int, where: Path) -> Any:
-    import numpy as np
-
-    counts = np.zeros(vocab, dtype=np.int64)
-    for start in range(0, tokens.size, _CHUNK):
-        chunk = np.bincount(np.asarray(tokens[start : start + _CHUNK]), minlength=vocab)
-        if chunk.size > vocab:
-            raise AdminError(
-                f"{where} has token id {chunk.size - 1}, beyond its dictionary of {vocab} "
-                "symbols: data-bin and dictionary do not match"
-            )
-        counts += chunk
-    return counts
-
-
-def language_pair(data_bin: Path) -> tuple[str, str]:
-    """(source, target) as fairseq infers them: from the ``train.S-T.*`` file names."""
-    pairs = set()
-    for name in os.listdir(data_bin):
-        parts = name.split(".")
-        if len(parts) >= 3 and parts[0] == "train" and parts[1].count("-") == 1:
-            source, target = parts[1].split("-")
-            pairs.add((source, target))
-    if len(pairs) != 1:
-        found = ", ".join(sorted(f"{s}-{t}" for s, t in pairs)) or "none"
-        raise AdminError(f"{data_bin}: cannot tell the language pair from train.S-T.* files "
-                         f"(found {found}); give the target language")  # fmt: skip
-    return pairs.pop()
-
-
-def _split_prefix(data_bin: Path, split: str, source: str, target: str) -> Path:
-    for pair in (f"{source}-{target}", f"{target}-{source}"):  # fairseq tries both orders
-        prefix = data_bin / f"{split}.{pair}.{target}"
-        if Path(f"{prefix}.idx").is_file():
-            return prefix
-    raise AdminError(f"{data_bin}: no binarized {split} target ({split}.{source}-{target}."
-                     f"{target}.idx)")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TargetFiles:
-    """The binarized target side of a data-bin, as fairseq reads it."""
-
-    vocab: int  # every symbol the model can predict (fairseq's specials included)
-    train: tuple[Path, ...]  # train, train1, train2, ... prefixes
-    valid: Path
-
-    def describe(self) -> str:
-        return " + ".join(p.name for p in self.train) + f" -> {self.valid.name}"
-
-
-def target_files(
-    data_bin: str | os.PathLike[str],
-    target_lang: str | None = None,
-    source_lang: str | None = None,
-    valid_subset: str = "valid",
-) -> TargetFiles:
-    """The data-bin's binarized target files and the size of its target dictionary."""
-    data_bin = Path(data_bin)
-    if not data_bin.is_dir():
-        raise AdminError(f"data-bin {data_bin} is not a folder")
-    if source_lang is None or target_lang is None:
-        inferred = language_pair(data_bin)
-        if target_lang is None:
-            source_lang, target_lang = inferred
-        elif source_lang is None:
-            source_lang = inferred[0] if inferred[1] == target_lang else inferred[1]
-    assert source_lang is not None and target_lang is not None
-    dictionary = data_bin / f"dict.{target_lang}.txt"
-    if not dictionary.is_file():
-        raise AdminError(f"target dictionary {dictionary} does not exist")
-    with open(dictionary, encoding="utf-8") as f:
-        vocab = _SPECIALS + sum(1 for line in f if line.strip())
-    train = []
-    for k in range(1000):  # fairseq reads train, train1, train2, ... while they exist
-        split = "train" if k == 0 else f"train{k}"
-        try:
-            train.append(_split_prefix(data_bin, split, source_lang, target_lang))
-        except AdminError:
-            if k == 0:
-                raise
-            break
-    valid = _split_prefix(data_bin, valid_subset, source_lang, target_lang)
-    return TargetFiles(vocab, tuple(train), valid)
-
-
-def train_target_counts(files: TargetFiles) -> Any:
-    """Token counts of the whole binarized training target (EOS and UNK included)."""
-    import numpy as np
-
-    counts = np.zeros(files.vocab, dtype=np.int64)
-    for prefix in files.train:
-        tokens, _ = read_binarized(prefix)
-        counts += _counts(tokens, files.vocab, Path(f"{prefix}.bin"))
-    return counts
-
-
-def add_one_unigram(counts: Any) -> Any:
-    """log2 probabilities of the add-one-smoothed unigram over the whole dictionary."""
-    import numpy as np
-
-    return np.log2(counts + 1.0) - math.log2(int(counts.sum()) + counts.size)
-
-
-def unigram_baseline(
-    data_bin: str | os.PathLike[str],
-    target_lang: str | None = None,
-    source_lang: str | None = None,
-    valid_subset: str = "valid",
-    train_counts: Any = None,
-) -> UnigramBaseline:
-    """The target side's unigram cross-entropy on the valid set, from the data-bin
-    (``train_counts``: the training target's counts, if already read).
-
-    Counts are the binarized training target's (EOS and UNK included, as the
-    model sees them), not ``dict.<tgt>.txt``'s: with a joined dictionary those
-    mix in the source language.  Add-one smoothing over the whole dictionary
-    (every symbol the model can predict), evaluated on the valid target tokens
-    including EOS, in bits: the unit of fairseq's ``nll_loss``.
-    """
-    files = target_files(data_bin, target_lang, source_lang, valid_subset)
-    if train_counts is None:
-        train_counts = train_target_counts(files)
-    valid_tokens, valid_sentences = read_binarized(files.valid)
-    valid_counts = _counts(valid_tokens, files.vocab, Path(f"{files.valid}.bin"))
-    n_train, n_valid = int(train_counts.sum()), int(valid_counts.sum())
-    if n_train == 0 or n_valid == 0:
-        raise AdminError(
-            f"{data_bin}: empty training or valid target ({n_train}, {n_valid} tokens)"
-        )
-    bits = float(-(valid_counts * add_one_unigram(train_counts)).sum() / n_valid)
-    return UnigramBaseline(
-        bits, n_valid, int(valid_sentences), n_train, files.vocab, files.describe()
-    )
-
-
-def unigram_cross_entropy(train_counts: Sequence[int], valid_counts: Sequence[int]) -> float:
-    """The same arithmetic on plain counts per symbol (bits per valid token)."""
-    if len(train_counts) != len(valid_counts) or not train_counts:
-        raise ValueError("train and valid counts must cover the same non-empty vocabulary")
-    n_train, n_valid, vocab = sum(train_counts), sum(valid_counts), len(train_counts)
-    total = sum(
-        v * (math.log2(c + 1) - math.log2(n_train + vocab))
-        for c, v in zip(train_counts, valid_counts, strict=True)
-    )
-    return -total / n_valid
+            "stall_after_warmup", "plateau_patience", "stuck_patience",
+            "stuck_min_improvement")  # fmt: skip
 
 
 # --- the verdict ---------------------------------------------------------------------
+
+
+# The rules, by the name status.json and the tables give them (docs/divergence.md).
+NONFINITE, STORM, FAILS_TO_TRAIN, STUCK = "non-finite", "overflow storm", "fails to train", "stuck"
+RULES = (NONFINITE, STORM, FAILS_TO_TRAIN, STUCK)
 
 
 @dataclass(frozen=True)
@@ -349,9 +156,11 @@ class Verdict:
     diverged: bool
     reason: str  # one line
     evidence: dict[str, Any] = field(default_factory=dict)  # JSON-able
+    rule: str | None = None  # one of RULES when diverged
 
     def to_json(self) -> dict[str, Any]:
-        return {"diverged": self.diverged, "reason": self.reason, "evidence": self.evidence}
+        return {"diverged": self.diverged, "rule": self.rule, "reason": self.reason,
+                "evidence": self.evidence}  # fmt: skip
 
 
 def _finite(value: float | None) -> float | str | None:
@@ -499,20 +308,36 @@ class Monitor:
         }
 
     def _fails_to_train(self) -> dict[str, Any] | None:
+        """Rule 3: the last ``plateau_patience`` validations judged (from ``stall_from``
+        on) are all on the unigram plateau.  One bad validation is not enough."""
         margin = self.criterion.unigram_margin
-        if self.unigram is None or margin is None or not self.valid:
+        if self.unigram is None or margin is None:
             return None
-        update, nll = self.valid[-1]
+        patience = self.criterion.plateau_patience
+        judged = [v for v in self.valid if v[0] >= self.criterion.stall_from][-patience:]
         limit = self.unigram.bits - margin
-        if update < self.criterion.stall_from or nll < limit:
+        if len(judged) < patience or any(nll < limit for _, nll in judged):
             return None
+        update, nll = judged[-1]
         best_update, best = min(self.valid, key=lambda v: v[1])
         return {"valid_nll": nll, "update": update, "best_nll": best, "best_update": best_update,
-                "limit": round(limit, 4)}  # fmt: skip
+                "limit": round(limit, 4), "plateau_since_update": judged[0][0],
+                "plateau_validations": patience}  # fmt: skip
+
+    def improvement(self) -> tuple[float, int] | None:
+        """How much the last ``stuck_patience`` validations improved on the best before
+        them (bits) and the update the window starts at; None while too few validations."""
+        k = self.criterion.stuck_patience
+        if len(self.valid) < k + 1:
+            return None
+        before = min(nll for _, nll in self.valid[:-k])
+        recent = min(nll for _, nll in self.valid[-k:])
+        return round(before - recent, 4), self.valid[-k][0]
 
     def _stuck(self) -> Verdict | None:
         """Rule 4, at the end of a run: its best validation is not ``bigram_margin``
-        below the target bigram, a model that never sees the source."""
+        below the target bigram, a model that never sees the source, and it had stopped
+        improving (:meth:`improvement` below ``stuck_min_improvement``)."""
         margin = self.criterion.bigram_margin
         if self.bigram is None or margin is None or not self.valid:
             return None
@@ -521,24 +346,31 @@ class Monitor:
         limit = self.bigram.bits - margin
         if last_update < self.criterion.stall_from or best < limit:
             return None
+        gain = self.improvement()
+        if gain is None or gain[0] >= self.criterion.stuck_min_improvement:
+            return None  # too short to tell, or still improving: slow, not stuck
         below = f"{margin} bits below" if margin else "below"
+        k = self.criterion.stuck_patience
         reason = (
             f"stuck above a source-blind model: best valid nll_loss {best} (update "
             f"{best_update}) is not {below} the target bigram's {self.bigram.bits:.3f}, a "
-            f"model that never sees the source, at the end of the run (update {last_update})"
+            f"model that never sees the source, and its last {k} validations (from update "
+            f"{gain[1]}) improved it by {gain[0]:.3f} bits, less than "
+            f"{self.criterion.stuck_min_improvement}, at the end of the run (update {last_update})"
         )
         stuck = {"best_nll": best, "best_update": best_update, "last_update": last_update,
-                 "limit": round(limit, 4)}  # fmt: skip
-        return self._verdict(True, reason, stuck=stuck)
+                 "limit": round(limit, 4), "improvement": gain[0],
+                 "window_from_update": gain[1], "window_validations": k}  # fmt: skip
+        return self._verdict(STUCK, reason, stuck=stuck)
 
     def _diverged(self) -> Verdict | None:
         if self._nonfinite is not None:
             where = self._nonfinite
             what = where.get("error") or f"{where['line']} loss became {where['value']}"
-            return self._verdict(True, f"non-finite: {what} at update {where['update']}")
+            return self._verdict(NONFINITE, f"non-finite: {what} at update {where['update']}")
         if (storm := self._storm()) is not None:
             return self._verdict(
-                True,
+                STORM,
                 f"fp16 overflow storm: {storm['overflowed_steps']} of the last "
                 f"{storm['window_steps']} optimizer steps overflowed (loss scale "
                 f"{storm['loss_scale']}) at update {storm['update']}",
@@ -550,23 +382,28 @@ class Monitor:
             base = (
                 f"is not {c.unigram_margin} bits below the target unigram's {self.unigram.bits:.3f}"
             )
+            since = (
+                f"{c.plateau_patience} validations in a row on the plateau since update "
+                f"{stall['plateau_since_update']}"
+            )
             if stall["best_nll"] < stall["limit"]:
                 reason = (
                     f"fell back to the unigram plateau: valid nll_loss {stall['valid_nll']} at "
                     f"update {stall['update']} {base} (best {stall['best_nll']} at update "
-                    f"{stall['best_update']})"
+                    f"{stall['best_update']}; {since})"
                 )
             else:
                 reason = (
                     f"fails to train: best valid nll_loss {stall['best_nll']} (update "
                     f"{stall['best_update']}) {base}, at update {stall['update']} "
-                    f"(judged from update {c.stall_from}: {c.stall_after_warmup} x warm-up)"
+                    f"({since}; judged from update {c.stall_from}: {c.stall_after_warmup} x "
+                    "warm-up)"
                 )
-            return self._verdict(True, reason, stall=stall)
+            return self._verdict(FAILS_TO_TRAIN, reason, stall=stall)
         return None
 
-    def _verdict(self, diverged: bool, reason: str, **extra: Any) -> Verdict:
-        return Verdict(diverged, reason, {**self.evidence(), **extra})
+    def _verdict(self, rule: str, reason: str, **extra: Any) -> Verdict:
+        return Verdict(True, reason, {**self.evidence(), **extra}, rule)
 
     def evidence(self) -> dict[str, Any]:
         """What the judgement rests on, as it stands (JSON-able)."""
@@ -603,9 +440,11 @@ class Monitor:
             verdict = self._stuck()
         first = None
         if self.first is not None:  # where a live monitor said it first
-            first = {"reason": self.first.reason, "update": self.first.evidence["updates"]}
+            first = {"rule": self.first.rule, "reason": self.first.reason,
+                     "update": self.first.evidence["updates"]}  # fmt: skip
         if verdict is not None:
-            return Verdict(True, verdict.reason, {**verdict.evidence, "first_verdict": first})
+            return Verdict(True, verdict.reason, {**verdict.evidence, "first_verdict": first},
+                           verdict.rule)  # fmt: skip
         return Verdict(False, self._healthy_reason(), {**self.evidence(), "first_verdict": first})
 
     def _healthy_reason(self) -> str:
@@ -627,7 +466,21 @@ class Monitor:
         if self.bigram is not None and self.criterion.bigram_margin is not None:
             bigram = self.bigram.bits
             reason += f" and {bigram - best:.3f} below the bigram's {bigram:.3f}"
+            if best >= bigram - self.criterion.bigram_margin:
+                reason += self._not_stuck()
         return reason
+
+    def _not_stuck(self) -> str:
+        """Why a run not below the bigram is not (yet) stuck."""
+        if not self.ended:
+            return " (not at its end: the bigram is judged when fairseq says 'done training')"
+        gain = self.improvement()
+        k = self.criterion.stuck_patience
+        if gain is None:
+            return (f" (too short to tell stuck from slow: {len(self.valid)} validations, "
+                    f"the stuck test needs {k + 1})")  # fmt: skip
+        return (f" (still improving: its last {k} validations improved it by {gain[0]:.3f} "
+                f"bits; train it longer)")  # fmt: skip
 
 
 def baselines(
@@ -635,18 +488,10 @@ def baselines(
 ) -> tuple[UnigramBaseline | None, BigramBaseline | None]:
     """The baselines ``criterion`` judges training against (none without a data-bin,
     and none for a rule switched off)."""
-    from admin.target_bigram import bigram_baseline  # it builds on this module
-
-    if data_bin is None or (criterion.unigram_margin is None and criterion.bigram_margin is None):
+    if data_bin is None:
         return None, None
-    # both read the whole training target's counts: once (WMT: ~140M tokens)
-    counts = train_target_counts(target_files(data_bin, target_lang))
-    unigram = bigram = None
-    if criterion.unigram_margin is not None:
-        unigram = unigram_baseline(data_bin, target_lang, train_counts=counts)
-    if criterion.bigram_margin is not None:
-        bigram = bigram_baseline(data_bin, target_lang, train_counts=counts)
-    return unigram, bigram
+    return read_baselines(data_bin, target_lang, unigram=criterion.unigram_margin is not None,
+                          bigram=criterion.bigram_margin is not None)  # fmt: skip
 
 
 def judge(
@@ -684,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-lang", help="default: inferred from the data-bin's train files")
     p.add_argument("--hparams", default="{}", help="JSON: the run's fairseq options")
     for key in SETTINGS:
-        kind = {"overflow_window": int, "unigram_margin": _margin, "bigram_margin": _margin}
+        kind = {"overflow_window": int, "unigram_margin": _margin, "bigram_margin": _margin,
+                "plateau_patience": int, "stuck_patience": int}  # fmt: skip
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind.get(key, float),
                        default=argparse.SUPPRESS)  # fmt: skip
     return p

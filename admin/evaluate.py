@@ -28,11 +28,14 @@ references), ``generate.log`` (its stderr) and ``scores.json``:
 
 Tokenized BLEU always scores against the ``T-`` lines.  Every test sentence must come back
 translated, else it is an error; a ``--ref-raw`` file must have one line per test sentence.
-A diverged run writes empty text files and ``status: diverged`` without generating.
+A run flagged ``diverged`` is scored like any other (``status: diverged`` beside its
+BLEU); only one with no averaged checkpoint (none saved, or weights no longer finite:
+``average.json``'s ``note``) writes empty text files and null scores.
 
 ``--keep-checkpoints none|last|all``: once the scores are written, the run's training
 checkpoints are deleted (``none``), all but ``checkpoint_last.pt`` (``last``), or kept
-(``all``, the default of this command); ``checkpoint_avg.pt`` stays.
+(``all``, the default of this command); ``checkpoint_avg.pt`` stays, and so does every
+checkpoint of a run flagged ``diverged`` (:func:`admin.common.run_folder.prune_after_scoring`).
 """
 
 from __future__ import annotations
@@ -220,16 +223,17 @@ def evaluate(req: Request) -> dict[str, Any]:
     status = average.get("status")
     out_dir: Path = req.out_dir or req.average.parent
     scores_path: Path = req.scores or out_dir / "scores.json"
-    if status == rf.DIVERGED:
+    if status == rf.DIVERGED and not average.get("checkpoint"):
         scores = {
             "status": rf.DIVERGED, "bleu_tokenized": None, "sacrebleu": None,
             "sacrebleu_signature": None, "sacrebleu_references": None, "num_sentences": 0,
+            "note": average.get("note") or "no averaged checkpoint",
         }  # fmt: skip
         if req.compound_split:
             scores["bleu_compound_split"] = None
         write_outputs(out_dir, scores_path, dict.fromkeys(TEXT_FILES, ""), scores)
         return scores
-    if status != rf.COMPLETED or not average.get("checkpoint"):
+    if status not in rf.STATUSES or not average.get("checkpoint"):
         raise AdminError(f"{req.average}: status {status!r} has no averaged checkpoint")
     checkpoint = req.average.parent / average["checkpoint"]
     if not checkpoint.is_file():
@@ -261,7 +265,7 @@ def evaluate(req: Request) -> dict[str, Any]:
     sacre = BLEU(lowercase=req.sacrebleu_lowercase)
     sacre_score = sacre.corpus_score(hyps_detok, [refs_detok])
     scores: dict[str, Any] = {
-        "status": rf.COMPLETED,
+        "status": status,  # a run flagged diverged is scored too: the verdict is a label
         "bleu_tokenized": bleu,
         "bleu_tokenized_line": bleu_line,
         "sacrebleu": sacre_score.score,
@@ -341,11 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     removed = rf.prune_after_scoring(rf.RunFolder(args.average.parent), args.keep_checkpoints)
     if removed:
         print(f"removed {len(removed)} training checkpoints (keep: {args.keep_checkpoints})")
-    if scores["status"] == rf.DIVERGED:
-        print("training diverged: nothing to evaluate")
+    flagged = " (a run flagged diverged)" if scores["status"] == rf.DIVERGED else ""
+    if scores["bleu_tokenized"] is None:
+        print(f"nothing to evaluate{flagged}: {scores.get('note', '')}")
     else:
         print(
             f"BLEU {scores['bleu_tokenized']:.2f} (tokenized), sacreBLEU {scores['sacrebleu']:.2f}"
+            + flagged
         )
     return 0
 

@@ -8,10 +8,14 @@ variant, depth and seed) and its ``scores.json``.
 Writes ``table.md``, ``table.csv`` and ``table.json``.  Rows
 are variants, columns depths.  A cell is tokenized BLEU (the paper's metric):
 mean ± sample standard deviation over the seeds that completed, the single
-value for one seed, or ``diverged`` when every seed diverged (``k/n diverged``
-is noted when only some did).  The paper's number sits beside every cell the
-paper reports (:mod:`admin.common.paper_results`); for a dataset the paper does not use
-(the demo, Multi30k) the table says that the paper reports no numbers for it.
+value for one seed, or ``diverged`` when every seed was flagged diverged (``k/n diverged``
+is noted when only some were), as the paper prints it.  A flagged run is scored all the
+same: its BLEU is in ``table.json`` (``seeds`` and ``flagged``) and ``table.csv`` (the
+``diverged`` columns), never in the mean; in ``table.md`` a footnote per flagged run
+names its rule, its BLEU and the ``status.json`` that holds the evidence.  The paper's
+number sits beside every cell the paper reports (:mod:`admin.common.paper_results`); for
+a dataset the paper does not use (the demo, Multi30k) the table says that the paper
+reports no numbers for it.
 """
 
 from __future__ import annotations
@@ -48,21 +52,27 @@ class Score:
     depth: str
     seed: int
     status: str
-    bleu: float | None
+    bleu: float | None  # None: a flagged run with nothing to score
     sacrebleu: float | None
+    rule: str | None = None  # a flagged run's rule (admin.divergence.RULES)
+    reason: str = ""
+    evidence: str = ""  # the status.json that holds the verdict's evidence
 
 
 @dataclass
 class Cell:
-    seeds: dict[int, float | None] = field(default_factory=dict)  # None = diverged
+    seeds: dict[int, float | None] = field(default_factory=dict)  # every seed's BLEU
+    flagged: dict[int, Score] = field(default_factory=dict)  # the seeds flagged diverged
 
     @property
     def values(self) -> list[float]:
-        return [v for _, v in sorted(self.seeds.items()) if v is not None]
+        """The completed seeds' BLEU: what the mean is over."""
+        done = sorted((s, v) for s, v in self.seeds.items() if s not in self.flagged)
+        return [v for _, v in done if v is not None]
 
     @property
     def diverged(self) -> list[int]:
-        return sorted(s for s, v in self.seeds.items() if v is None)
+        return sorted(self.flagged)
 
     @property
     def mean(self) -> float | None:
@@ -93,9 +103,13 @@ def read_score(run: Path) -> Score:
             f"{folder.scores} says {doc.get('status')!r} but {folder.status} says "
             f"{status.status!r}: the scores are stale; rerun the workflow"
         )
-    if status.diverged:
-        return Score(key.variant, key.depth, key.seed, status.status, None, None)
     bleu = doc.get(METRIC)
+    if status.diverged:
+        number = isinstance(bleu, int | float) and math.isfinite(bleu)
+        return Score(key.variant, key.depth, key.seed, status.status,
+                     float(bleu) if number else None, doc.get("sacrebleu"),
+                     rule=status.doc.get("rule") or "diverged", reason=status.reason,
+                     evidence=str(folder.status))  # fmt: skip
     if not isinstance(bleu, int | float) or not math.isfinite(bleu):
         raise AdminError(f"{folder.scores}: completed run without a numeric {METRIC}")
     return Score(key.variant, key.depth, key.seed, status.status, float(bleu),
@@ -119,6 +133,8 @@ def build_table(dataset: str, scores: Sequence[Score], rehearsal: bool = False) 
         if s.seed in cell.seeds:
             raise AdminError(f"two scores for {s.variant} {s.depth} seed {s.seed}")
         cell.seeds[s.seed] = s.bleu
+        if s.status == rf.DIVERGED:
+            cell.flagged[s.seed] = s
     variants = [v for v in VARIANTS if any(k[0] == v for k in cells)]
     depths = sorted({k[1] for k in cells}, key=depth_key)
     rows: dict[str, dict[str, Any]] = {}
@@ -134,6 +150,9 @@ def build_table(dataset: str, scores: Sequence[Score], rehearsal: bool = False) 
                 "n": len(cell.values) if cell else 0,
                 "seeds": {str(k): v for k, v in sorted(cell.seeds.items())} if cell else {},
                 "diverged_seeds": cell.diverged if cell else [],
+                "flagged": {str(k): _flag(f) for k, f in sorted(cell.flagged.items())}
+                if cell
+                else {},
                 "paper": format_paper_cell(paper) or None,
             }
     return {
@@ -150,8 +169,13 @@ def build_table(dataset: str, scores: Sequence[Score], rehearsal: bool = False) 
     }
 
 
-def _with_paper(cell: dict[str, Any]) -> str:
-    return cell["text"] + (f" (paper {cell['paper']})" if cell["paper"] else "")
+def _flag(score: Score) -> dict[str, Any]:
+    return {"rule": score.rule, "reason": score.reason, "bleu": score.bleu,
+            "evidence": score.evidence}  # fmt: skip
+
+
+def _bleu_text(bleu: float | None) -> str:
+    return "not scored" if bleu is None else f"{bleu:.2f}"
 
 
 def to_markdown(table: dict[str, Any]) -> str:
@@ -165,10 +189,23 @@ def to_markdown(table: dict[str, Any]) -> str:
         "| " + " | ".join(head) + " |",
         "| " + " | ".join("---" for _ in head) + " |",
     ]
+    notes: list[str] = []
     for variant in table["variants"]:
         row = [table["labels"][variant]]
-        row += [_with_paper(table["cells"][variant][d]) for d in depths]
+        for depth in depths:
+            cell = table["cells"][variant][depth]
+            text = cell["text"]
+            for seed, flag in cell.get("flagged", {}).items():
+                notes.append(
+                    f"[^{len(notes) + 1}]: {table['labels'][variant]} {_depth_label(depth)} "
+                    f"seed {seed}: diverged ({flag['rule']}): {flag['reason']}. Its BLEU, not "
+                    f"in the mean: {_bleu_text(flag['bleu'])}. Evidence: {flag['evidence']}"
+                )
+                text += f"[^{len(notes)}]"
+            row.append(text + (f" (paper {cell['paper']})" if cell["paper"] else ""))
         lines.append("| " + " | ".join(row) + " |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -176,14 +213,17 @@ def to_csv(table: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     first = "variant (REHEARSAL, not a reproduction)" if table.get("rehearsal") else "variant"
-    writer.writerow(
-        [first, *(f"{d}{suffix}" for d in table["depths"] for suffix in ("", " paper"))]
-    )
+    suffixes = ("", " paper", " diverged runs")
+    writer.writerow([first, *(f"{d}{suffix}" for d in table["depths"] for suffix in suffixes)])
     for variant in table["variants"]:
         row = [variant]
         for depth in table["depths"]:
             cell = table["cells"][variant][depth]
-            row += [cell["text"], cell["paper"] or ""]
+            flagged = "; ".join(
+                f"seed {seed}: {_bleu_text(flag['bleu'])} ({flag['rule']})"
+                for seed, flag in cell.get("flagged", {}).items()
+            )
+            row += [cell["text"], cell["paper"] or "", flagged]
         writer.writerow(row)
     return buf.getvalue()
 

@@ -25,10 +25,13 @@ History.  Every attempt is appended to ``RUN/checkpoints/train.log`` (which surv
 failed job, like the checkpoints) and ``--log`` is that whole history.
 
 Divergence.  :mod:`admin.divergence` judges the run while fairseq trains (non-finite
-loss, an fp16 overflow storm, a run that fails to train: docs/divergence.md), from the
-settings in ``--divergence``; with ``stop_early`` (the default) fairseq is stopped at
-the first verdict instead of burning the rest of its budget.  The status records the
-verdict's evidence.
+loss, an fp16 overflow storm, a run that stays on the unigram plateau: docs/divergence.md)
+and at its end (stuck), from the settings in ``--divergence``; with ``stop_early`` (the
+default) fairseq is stopped at the first verdict instead of burning the rest of its
+budget.  The status records the verdict, its rule and its evidence.  A verdict is a
+label: the checkpoints stay (the pruner keeps ``checkpoint_last.pt`` and the averaging
+window), and a run stopped under one criterion continues from ``checkpoint_last.pt``
+when the criterion changes (or ``stop_early`` is switched off).
 
 Exit 0 with ``status.json`` = ``completed`` or ``diverged``; any other failure exits
 non-zero and writes no status.
@@ -400,6 +403,7 @@ def train(req: Request) -> dict[str, Any]:
             "num_updates": progress.num_updates,
             "epochs": progress.epochs,
             "reason": verdict.reason,
+            "rule": verdict.rule,
             "stopped_early": stopped,
             "evidence": verdict.evidence,
             "stop": req.stop,

@@ -1,12 +1,12 @@
 """The divergence criterion's baselines on a WMT-sized target: time and peak memory.
 
 Every training job computes the target unigram and (rule 4) the target bigram of its
-data-bin before fairseq starts (admin.divergence, admin.target_bigram).  This measures
+data-bin before fairseq starts (admin.divergence, admin.baselines).  This measures
 both on a training target of ``SENTENCES`` sentences, about WMT'14 En-De's 4.5M: real
 BPE'd IWSLT'14 sentences (``benchmarks.databin``) repeated, written in fairseq's own mmap
 format (its index writer), so the files are the size a WMT job reads.  Repetition leaves
 fewer distinct bigrams than WMT has; the bigram's memory is bounded by the tokens it
-counts (``admin.target_bigram.SAMPLE_TOKENS``), not by those.  Each baseline runs in a
+counts (``admin.baselines.SAMPLE_TOKENS``), not by those.  Each baseline runs in a
 fresh process; peak memory is its RSS high-water mark above the RSS it started with.
 """
 
@@ -30,8 +30,7 @@ CHILD = "from benchmarks.divergence_baselines import child; child()"
 
 def child() -> None:
     """In a fresh process: the baseline argv[1] of data-bin argv[2]; time, memory (JSON)."""
-    from admin.divergence import unigram_baseline
-    from admin.target_bigram import bigram_baseline
+    from admin.baselines import bigram_baseline, unigram_baseline
 
     which = {"unigram": unigram_baseline, "bigram": bigram_baseline}[sys.argv[1]]
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -49,7 +48,7 @@ def wmt_sized_databin(base: Path, dest: Path, sentences: int) -> int:
     import numpy as np
     from fairseq.data.indexed_dataset import MMapIndexedDataset
 
-    from admin.divergence import read_binarized
+    from admin.baselines import read_binarized
 
     dest.mkdir(parents=True, exist_ok=True)
     for item in base.iterdir():

@@ -200,7 +200,7 @@ def test_the_wmt_sized_target_is_the_base_target_repeated_as_fairseq_reads_it(
 ):
     from fairseq.data import data_utils
 
-    from admin.target_bigram import bigram_baseline
+    from admin.baselines import bigram_baseline
     from benchmarks.divergence_baselines import wmt_sized_databin
 
     dest = tmp_path / "big"

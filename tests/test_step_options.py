@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from admin.common import config as cfgmod
+from admin.common.errors import AdminError
 from admin.common import step_options as so
 from tests.workflow_support import project_config
 
@@ -121,7 +122,7 @@ def test_averaging_window(cfg, rehearsal):
 
 
 def test_run_values(cfg):
-    divergence = so.divergence_settings(cfg)
+    divergence = so.divergence_settings(cfg, "demo")
     assert json.loads(divergence) == cfg["divergence"]
     assert list(json.loads(divergence)) == sorted(cfg["divergence"])  # stable: keys sorted
     assert so.keep_checkpoints(cfg) == "none"
@@ -224,3 +225,22 @@ def test_dependency_options(cfg):
     hparams = so.dependency_hparams(cfg, "demo", "6-6")
     assert json.loads(hparams) == cfgmod.recipe_hparams(cfg, "demo", "6-6")
     assert list(json.loads(hparams))[:2] == ["arch", "encoder_embed_dim"]  # the config's order
+
+
+def test_a_datasets_divergence_block_overrides_the_global_one():
+    own = {"experiments": {"demo": {"divergence": {"plateau_patience": 5, "bigram_margin": None}}},
+           "divergence": {"stuck_min_improvement": 0.2}}  # fmt: skip
+    cfg = _load(own)
+    demo = json.loads(so.divergence_settings(cfg, "demo"))
+    iwslt = json.loads(so.divergence_settings(cfg, "iwslt14_de_en"))
+    assert demo["plateau_patience"] == 5 and demo["bigram_margin"] is None
+    assert demo["stuck_min_improvement"] == iwslt["stuck_min_improvement"] == 0.2
+    assert iwslt["plateau_patience"] == 3 and iwslt["bigram_margin"] == 0.0  # the defaults
+    assert {k: v for k, v in demo.items() if k not in ("plateau_patience", "bigram_margin")} == {
+        k: v for k, v in iwslt.items() if k not in ("plateau_patience", "bigram_margin")
+    }
+    # The schema names a key that is not a divergence setting.
+    with pytest.raises(AdminError, match="patience_plateau"):
+        _load({"experiments": {"demo": {"divergence": {"patience_plateau": 5}}}})
+    with pytest.raises(AdminError, match="plateau_patience"):
+        _load({"experiments": {"demo": {"divergence": {"plateau_patience": 0}}}})

@@ -322,6 +322,10 @@ def rehearse(cfg: Mapping[str, Any]) -> dict[str, Any]:
         exp["average"] = {"last": last, "upper_bound": None}
         exp["generate"] = {**exp["generate"], "beam": 2, "batch_size": settings["corpus"]["test"]}
         exp.pop("profile_hparams", None)
+        # the training rules are off in a rehearsal, whatever a dataset's own block says
+        own = {k: v for k, v in (exp.get("divergence") or {}).items()
+               if k not in ("unigram_margin", "bigram_margin")}  # fmt: skip
+        exp["divergence"] = own
         if settings["device"] == "cpu":
             for layer in [exp, *(exp.get("by_depth") or {}).values()]:
                 _gpus_as_cpu_processes(layer.get("resources") or {})

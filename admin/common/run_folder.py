@@ -303,10 +303,16 @@ def prune_after_scoring(folder: RunFolder, keep: str, say: Any = print) -> list[
     """Once a run is averaged and scored: delete its training checkpoints, keeping
     ``checkpoint_last.pt`` with ``keep="last"`` (to extend the run later) and everything
     with ``keep="all"``.  ``checkpoint_avg.pt`` (weights only) and the history stay.
-    Skipped, with a message, while a trainer holds the folder."""
+    Skipped, with a message, while a trainer holds the folder, and for a run flagged
+    ``diverged``: a verdict is a label, and the run may be continued under another
+    criterion (its checkpoints stay until the user deletes them)."""
     if keep not in KEEP_POLICIES:
         raise AdminError(f"checkpoints.keep {keep!r} is not one of {', '.join(KEEP_POLICIES)}")
     if keep == "all":
+        return []
+    if folder.status.is_file() and read_status(folder.status).diverged:
+        say(f"checkpoints kept in {folder.checkpoints}: the run is flagged diverged "
+            f"(checkpoints.keep {keep!r} applies to completed runs only)")  # fmt: skip
         return []
     try:
         lock = TrainerLock(folder, say=say)

@@ -126,9 +126,11 @@ def kept_window_options(cfg: Mapping[str, Any], dataset: str) -> list[str]:
     return argv + (["--average-upper-bound", str(upper)] if upper else [])
 
 
-def divergence_settings(cfg: Mapping[str, Any]) -> str:
-    """``divergence`` as admin.train's --divergence JSON (keys sorted: a stable param)."""
-    return json.dumps(cfg["divergence"], sort_keys=True)
+def divergence_settings(cfg: Mapping[str, Any], dataset: str) -> str:
+    """``divergence`` with ``experiments.<dataset>.divergence`` over it, as admin.train's
+    --divergence JSON (keys sorted: a stable param)."""
+    own = admin_config.experiment(cfg, dataset).get("divergence") or {}
+    return json.dumps({**cfg["divergence"], **own}, sort_keys=True)
 
 
 def keep_checkpoints(cfg: Mapping[str, Any]) -> str:

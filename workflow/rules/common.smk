@@ -279,7 +279,7 @@ def kept_window_options(wildcards):
 
 
 def divergence_settings(wildcards):
-    return step_options.divergence_settings(config)
+    return step_options.divergence_settings(config, wildcards.dataset)
 
 
 def keep_checkpoints(wildcards):

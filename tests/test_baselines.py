@@ -1,4 +1,4 @@
-"""The source-blind baseline (admin.target_bigram): the Witten-Bell bigram of the target
+"""The source-blind baselines (admin.baselines): the Witten-Bell bigram of the target
 side, checked against a plain-Python bigram over fairseq's own reading of a real data-bin,
 by hand on a small case, and its bounded counting on a sample."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import admin.target_bigram as tb
+import admin.baselines as tb
+from admin.baselines import unigram_baseline
 from admin.common.errors import AdminError
-from admin.divergence import unigram_baseline
 
 
 def _sentences(databin: Path, split: str) -> list[list[int]]:
@@ -104,8 +104,8 @@ def test_the_criterions_baselines_read_the_training_target_once(tiny_databin, mo
 
     expected = (unigram_baseline(tiny_databin), tb.bigram_baseline(tiny_databin))
     read = []
-    counts = divergence.train_target_counts
-    monkeypatch.setattr(divergence, "train_target_counts", lambda f: read.append(f) or counts(f))
+    counts = tb.train_target_counts
+    monkeypatch.setattr(tb, "train_target_counts", lambda f: read.append(f) or counts(f))
     assert divergence.baselines(divergence.Criterion(), tiny_databin) == expected
     assert len(read) == 1
     off = divergence.Criterion(unigram_margin=None, bigram_margin=None)
