@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from admin.common import config as cfgmod
-from admin.common.errors import AdminError
 from admin.common import step_options as so
+from admin.common.errors import AdminError
 from tests.workflow_support import project_config
 
 

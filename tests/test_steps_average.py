@@ -128,7 +128,7 @@ def _status(path: Path, status: str) -> Path:
     return path
 
 
-def test_diverged_run_has_nothing_to_average(tmp_path):
+def test_a_diverged_run_without_an_epoch_checkpoint_has_nothing_to_average(tmp_path):
     status = _status(tmp_path / "status.json", "diverged")
     proc = ok(run_step(
         "average", "--checkpoints", tmp_path / "checkpoints", "--status", status,
@@ -137,9 +137,46 @@ def test_diverged_run_has_nothing_to_average(tmp_path):
     assert json.loads((tmp_path / "average.json").read_text()) == {
         "status": "diverged", "recipe_id": "r1", "checkpoint": None, "averaged": [],
         "epochs": [],
+        "note": "no epoch checkpoint: the run was stopped before its first epoch ended",
     }  # fmt: skip
     assert not (tmp_path / "checkpoint_avg.pt").exists()
-    assert "diverged" in proc.stdout
+    assert "nothing to average (a run flagged diverged)" in proc.stdout
+
+
+def test_a_flagged_run_is_averaged_over_the_epochs_it_reached(trained_admin_run, tmp_path):
+    """A verdict is a label: a run flagged diverged (here stopped after 3 of the window's
+    10 epochs) is averaged like any other, over what it has, and keeps every checkpoint."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_admin_run / "checkpoints", run / "checkpoints")
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    status = _status(run / "status.json", "diverged")
+    ok(run_step("average", "--checkpoints", run / "checkpoints", "--status", status,
+                "--last", 10, "--out", run / "average.json"))  # fmt: skip
+    result = json.loads((run / "average.json").read_text())
+    assert result == {
+        "status": "diverged", "recipe_id": "r1", "checkpoint": "checkpoint_avg.pt",
+        "averaged": ["checkpoint1.pt", "checkpoint2.pt", "checkpoint3.pt"], "epochs": [1, 2, 3],
+        "note": "the run reached 3 of the window's 10 epochs",
+    }  # fmt: skip
+    avg = load_checkpoint(run / "checkpoint_avg.pt")["model"]
+    states = [
+        load_checkpoint(run / "checkpoints" / f"checkpoint{e}.pt")["model"] for e in (1, 2, 3)
+    ]
+    key = "encoder.layers.0.omega"
+    torch.testing.assert_close(avg[key].double(), sum(m[key].double() for m in states) / 3)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    # Weights that are no longer finite give nothing to score, and a note that says so.
+    poisoned = load_checkpoint(run / "checkpoints" / "checkpoint3.pt")
+    poisoned["model"][key] = torch.full_like(poisoned["model"][key], float("nan"))
+    torch.save(poisoned, run / "checkpoints" / "checkpoint3.pt")
+    ok(run_step("average", "--checkpoints", run / "checkpoints", "--status", status,
+                "--last", 1, "--out", run / "average.json"))  # fmt: skip
+    result = json.loads((run / "average.json").read_text())
+    assert result["checkpoint"] is None and result["note"].startswith(
+        "the average of epochs [3] is not finite (1 parameters, e.g. encoder.layers.0.omega)"
+    )
+    assert not (run / "checkpoint_avg.pt").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
 def test_too_few_checkpoints_is_an_error(tmp_path):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 
 import pytest
 import sacrebleu
 
+from admin.common import run_folder as rf
 from admin.common.errors import AdminError
 from admin.evaluate import compound_split, fairseq_bleu, parse_generate
 from tests import steps_support
@@ -154,10 +156,46 @@ def test_a_missing_translation_is_an_error():
     assert hyps[:2] == ["hyp 0", "hyp 1"] and refs[-1] == "ref 59"  # sorted by id
 
 
-def test_diverged_run_is_not_generated(tmp_path):
+@pytest.mark.slow
+def test_a_flagged_run_is_scored_and_keeps_every_checkpoint(tiny_databin, tmp_path):
+    """A verdict is a label: a run flagged diverged is averaged and scored like any other
+    (the real steps), and checkpoints.keep none deletes nothing of it."""
+    trained = steps_support.trained_admin_run(tiny_databin, tmp_path)
+    run = tmp_path / "results" / "tiny" / "admin" / "2-2" / "seed1"
+    shutil.copytree(trained, run)
+    status = json.loads((run / "status.json").read_text())
+    flagged = {**status, "status": "diverged", "rule": "stuck", "reason": "stuck: a test label"}
+    (run / "status.json").write_text(json.dumps(flagged))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "checkpoint_last.pt" in before and "checkpoint3.pt" in before
+    ok(run_step("average", "--checkpoints", run / "checkpoints", "--status", run / "status.json",
+                "--last", 3, "--out", run / "average.json"))  # fmt: skip
+    proc = ok(run_step(
+        "evaluate", "--data-bin", tiny_databin, "--average", run / "average.json",
+        "--hparams", GENERATE, "--device", "cpu", "--keep-checkpoints", "none",
+    ))  # fmt: skip
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["status"] == "diverged" and scores["num_sentences"] == 60
+    assert isinstance(scores["bleu_tokenized"], float) and scores["sacrebleu"] is not None
+    assert "(a run flagged diverged)" in proc.stdout and "checkpoints kept" in proc.stdout
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert not (rf.read_record(rf.RunFolder(run)) or {}).get("pruned")
+    # The same policy prunes a completed run (checkpoint_avg.pt stays).
+    (run / "status.json").write_text(json.dumps(status))
+    scores["status"] = "completed"
+    ok(run_step(
+        "evaluate", "--data-bin", tiny_databin, "--average", run / "average.json",
+        "--hparams", GENERATE, "--device", "cpu", "--keep-checkpoints", "none",
+    ))  # fmt: skip
+    assert not list((run / "checkpoints").glob("*.pt"))
+    assert (run / "checkpoint_avg.pt").is_file()
+
+
+def test_a_flagged_run_without_a_checkpoint_is_not_generated(tmp_path):
     (tmp_path / "average.json").write_text(
-        json.dumps({"status": "diverged", "checkpoint": None, "averaged": [], "epochs": []})
-    )
+        json.dumps({"status": "diverged", "checkpoint": None, "averaged": [], "epochs": [],
+                    "note": "no epoch checkpoint: the run stopped before its first epoch's end"})
+    )  # fmt: skip
     ok(run_step(
         "evaluate", "--data-bin", tmp_path / "no-such-data-bin", "--average",
         tmp_path / "average.json", "--beam", 4, "--lenpen", 0.6, "--compound-split",
@@ -165,6 +203,7 @@ def test_diverged_run_is_not_generated(tmp_path):
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert scores["status"] == "diverged" and scores["bleu_tokenized"] is None
     assert scores["bleu_compound_split"] is None and scores["num_sentences"] == 0
+    assert scores["note"].startswith("no epoch checkpoint")
     for name in ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt"):
         assert (tmp_path / name).read_text() == ""
     assert not (tmp_path / "generate.log").exists()

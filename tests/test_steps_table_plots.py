@@ -20,13 +20,18 @@ from tests.steps_support import ok, run_step
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _score(results: Path, variant: str, depth: str, seed: int, bleu: float | None) -> Path:
-    """A run folder with the status and scores of a run that scored ``bleu`` (None:
-    diverged), as admin.train and admin.evaluate write them."""
+def _score(results: Path, variant: str, depth: str, seed: int, bleu: float | None,
+           rule: str | None = None) -> Path:  # fmt: skip
+    """A run folder with the status and scores of a run that scored ``bleu``, as
+    admin.train and admin.evaluate write them: flagged diverged by ``rule`` when one is
+    given or ``bleu`` is None (no checkpoint to score)."""
     run = results / variant / depth / f"seed{seed}"
     run.mkdir(parents=True)
-    status = rf.DIVERGED if bleu is None else rf.COMPLETED
-    rf.write_status(run / "status.json", rf.RunKey(results.name, variant, depth, seed), status)
+    rule = rule or ("non-finite" if bleu is None else None)
+    status = rf.DIVERGED if rule else rf.COMPLETED
+    fields = {"rule": rule, "reason": f"{rule}: the evidence"} if rule else {}
+    key = rf.RunKey(results.name, variant, depth, seed)
+    rf.write_status(run / "status.json", key, status, **fields)
     if bleu is None:
         doc = {"status": status, "bleu_tokenized": None, "sacrebleu": None}
     else:
@@ -42,7 +47,7 @@ def en_de_runs(tmp_path) -> list[Path]:
         _score(results, "postln", "6-6", 1, 27.5),
         _score(results, "postln", "6-6", 2, 27.9),
         _score(results, "postln", "6-6", 3, 27.6),
-        _score(results, "postln", "18-18", 1, None),
+        _score(results, "postln", "18-18", 1, 6.48, rule="stuck"),  # flagged, and scored
         _score(results, "preln", "6-6", 1, 27.1),
         _score(results, "preln", "18-18", 1, 28.0),
         _score(results, "admin", "6-6", 1, 27.8),
@@ -67,9 +72,16 @@ def test_table(en_de_runs, tmp_path):
     assert post["mean"] == pytest.approx(statistics.fmean([27.5, 27.9, 27.6]))
     assert post["std"] == pytest.approx(statistics.stdev([27.5, 27.9, 27.6]))
     assert post["text"] == "27.67 ± 0.21" and post["paper"] == "27.80"
-    assert table["cells"]["postln"]["18-18"]["text"] == "diverged"
-    assert table["cells"]["postln"]["18-18"]["paper"] == "diverged"
+    flagged = table["cells"]["postln"]["18-18"]
+    assert flagged["text"] == "diverged" and flagged["paper"] == "diverged"
+    assert flagged["mean"] is None and flagged["n"] == 0  # a flagged run is never in the mean
+    assert flagged["seeds"] == {"1": 6.48} and flagged["diverged_seeds"] == [1]
+    assert flagged["flagged"] == {"1": {
+        "rule": "stuck", "reason": "stuck: the evidence", "bleu": 6.48,
+        "evidence": str(en_de_runs[3] / "status.json"),
+    }}  # fmt: skip
     assert table["cells"]["admin"]["18-18"]["text"] == "29.10 (1/2 diverged)"
+    assert table["cells"]["admin"]["18-18"]["seeds"] == {"1": 29.1, "2": None}
     assert table["cells"]["admin"]["18-18"]["paper"] == "29.03"
     assert table["cells"]["preln"]["6-6"]["text"] == "27.10"  # one seed: the value
     assert table["cells"]["admin-logn"]["18-18"]["paper"] is None
@@ -77,13 +89,25 @@ def test_table(en_de_runs, tmp_path):
 
     md = (out / "table.md").read_text()
     assert "| variant | 6L-6L | 18L-18L |" in md and "paper in brackets" in md.split("\n")[0]
-    assert "| Post-LN | 27.67 ± 0.21 (paper 27.80) | diverged (paper diverged) |" in md
+    assert "| Post-LN | 27.67 ± 0.21 (paper 27.80) | diverged[^1] (paper diverged) |" in md
+    assert "| Admin | 27.80 (paper 27.90) | 29.10 (1/2 diverged)[^2] (paper 29.03) |" in md
+    assert (
+        "[^1]: Post-LN 18L-18L seed 1: diverged (stuck): stuck: the evidence. Its BLEU, not in "
+        f"the mean: 6.48. Evidence: {en_de_runs[3] / 'status.json'}\n"
+    ) in md
+    assert (
+        "[^2]: Admin 18L-18L seed 2: diverged (non-finite): non-finite: the evidence. Its BLEU, "
+        "not in the mean: not scored." in md
+    )
     assert "| Admin (log N) |  | 28.70 |" in md
     assert md in proc.stdout
 
     rows = list(csv.reader((out / "table.csv").open()))
-    assert rows[0] == ["variant", "6-6", "6-6 paper", "18-18", "18-18 paper"]
-    assert rows[1] == ["postln", "27.67 ± 0.21", "27.80", "diverged", "diverged"]
+    assert rows[0] == ["variant", "6-6", "6-6 paper", "6-6 diverged runs", "18-18",
+                       "18-18 paper", "18-18 diverged runs"]  # fmt: skip
+    assert rows[1] == ["postln", "27.67 ± 0.21", "27.80", "", "diverged", "diverged",
+                       "seed 1: 6.48 (stuck)"]  # fmt: skip
+    assert rows[3][-1] == "seed 2: not scored (non-finite)"
 
 
 def test_table_iwslt_paper_std(tmp_path):
@@ -112,10 +136,11 @@ def test_table_of_a_dataset_without_paper_numbers_says_so(tmp_path):
     assert md.startswith("# multi30k_de_en: test BLEU (tokenized; mean ± std over seeds; "
                          "the paper reports no numbers for this dataset)")  # fmt: skip
     assert "paper in brackets" not in md and "(paper" not in md
-    assert "| Post-LN | 26.00 | diverged |" in md
+    assert "| Post-LN | 26.00 | diverged[^1] |" in md
     rows = list(csv.reader((out / "table.csv").open()))
-    assert rows[0] == ["variant", "2-2", "2-2 paper", "6-6", "6-6 paper"]
-    assert rows[1] == ["postln", "26.00", "", "diverged", ""]
+    assert rows[0] == ["variant", "2-2", "2-2 paper", "2-2 diverged runs", "6-6", "6-6 paper",
+                       "6-6 diverged runs"]  # fmt: skip
+    assert rows[1] == ["postln", "26.00", "", "", "diverged", "", "seed 1: not scored (non-finite)"]
 
 
 def test_table_rejects_bad_runs(tmp_path):
