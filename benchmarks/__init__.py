@@ -19,6 +19,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.demo_seeds",
         "the embedded demo for 3 seeds: BLEU per cell and seed, the paper's shape per seed",
     ),
+    "demo_fresh_seeds": (
+        "benchmarks.demo_fresh_seeds",
+        "the embedded demo for seeds 4-8, which never chose its recipe: the paper's shape per seed",
+    ),
     "training_overhead": (
         "benchmarks.training_overhead",
         "training tokens/s of admin_transformer per init type against stock transformer (CPU)",
