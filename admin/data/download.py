@@ -4,12 +4,20 @@
         [--lock config/checksums.lock.json] [--offline-dir DIR] [--mirror BASE_URL ...]
         [--mirrors-only] [--retries N] [--only FILENAME ...]
 
-Each archive lands in ``DIR/<filename>`` only once its checksum is verified.  While it
-downloads it is ``DIR/.<filename>.part``; an interrupted download resumes from there with
-an HTTP Range request.  URLs are tried in turn (``--mirror`` bases first, then the
-registry's URLs).  A checksum mismatch deletes the file and names URL, expected and actual
-digests.  Archives without a published checksum get theirs recorded in the lock file on
-first download and verified against it afterwards (see :mod:`admin.data.registry`).
+Each archive lands in ``DIR/<filename>`` only once its size and checksums are verified.
+While it downloads it is ``DIR/.<filename>.part``; an interrupted download resumes from
+there with an HTTP Range request.  URLs are tried in turn (``--mirror`` bases first, then
+the registry's URLs).
+
+Where the size is known (published in the registry, or recorded in the lock file), the
+size the server announces (Content-Length, or the total of a Content-Range) is checked
+before the body is fetched: a wrong or changed file is refused at once, naming the URL and
+the expected and announced sizes, and the next URL is tried.  A body that runs past the
+expected size is cut off and refused.  After the download the size and then every known
+digest are checked; a mismatch deletes the file and names URL, expected and actual values.
+An offline copy (``--offline-dir``) is checked the same way, size first, and never deleted.
+Archives without a published sha256 or size get theirs recorded in the lock file on first
+download and verified against it afterwards (see :mod:`admin.data.registry`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ from admin.data.registry import Archive, get_dataset
 CHUNK = 1 << 20
 USER_AGENT = "admin-nmt-data/0.1 (+https://arxiv.org/abs/2004.08249 reproduction)"
 DEFAULT_LOCK = Path("config/checksums.lock.json")
+LOCK_COMMENT = (
+    "sha256 and size of downloaded archives whose sha256 or size no public source states "
+    "(see admin/data/registry.py); recorded on first download by admin.data.download and "
+    "verified on every later one."
+)
 
 
 # --- digests and the lock file --------------------------------------------------------
@@ -62,6 +75,9 @@ def file_digests(path: Path) -> Digests:
 
 class LockFile:
     """JSON file ``{"archives": {filename: {"sha256", "size", "url"}}}``, committed by users.
+
+    It holds the sha256 and size of archives for which no public source states them
+    (recorded on first download); the registry's published figures take precedence.
 
     Updates take an exclusive flock on a sidecar file, so that concurrent download rules
     do not lose each other's entries, and are written atomically.
@@ -104,11 +120,7 @@ class LockFile:
                     f"{self.path}: {filename} is already recorded with sha256 "
                     f"{known.get('sha256')}, refusing to overwrite it with {digests.sha256}"
                 )
-            data.setdefault(
-                "_comment",
-                "sha256 of downloaded archives that have no published checksum; recorded on "
-                "first download by admin.data.download and verified on every later one.",
-            )
+            data.setdefault("_comment", LOCK_COMMENT)
             data["archives"][filename] = {
                 "sha256": digests.sha256,
                 "size": digests.size,
@@ -118,47 +130,77 @@ class LockFile:
             atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a copy of an archive must be: the published figures, else the lock file's."""
+
+    sha256: str | None
+    md5: str | None
+    size: int | None
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether the lock file should record this archive (sha256 or size unknown)."""
+        return self.sha256 is None or self.size is None
+
+
+def expected(archive: Archive, lock: LockFile | None) -> Expected:
+    entry = lock.get(archive.filename) if lock is not None else None
+    entry = entry or {}
+    sha256 = archive.sha256 or (str(entry["sha256"]) if entry.get("sha256") else None)
+    size = archive.size if archive.size is not None else entry.get("size")
+    return Expected(sha256, archive.md5, int(size) if size is not None else None)
+
+
 def expected_sha256(archive: Archive, lock: LockFile | None) -> str | None:
-    if archive.sha256:
-        return archive.sha256
-    if lock is not None:
-        entry = lock.get(archive.filename)
-        if entry:
-            return str(entry["sha256"])
-    return None
+    return expected(archive, lock).sha256
 
 
 def verify(
     path: Path, archive: Archive, lock: LockFile | None, origin: str
 ) -> tuple[Digests, bool]:
-    """Check ``path`` against the known digests; delete it and raise on a mismatch.
+    """Check ``path``'s size, then its digests; delete it and raise on a mismatch.
 
-    Returns the digests and whether the sha256 was unknown (so it should be recorded).
+    Returns the digests and whether the sha256 or size was unknown (so the lock file
+    should record them).
     """
+    want = expected(archive, lock)
+    actual_size = path.stat().st_size
+    if want.size is not None and actual_size != want.size:
+        path.unlink(missing_ok=True)
+        raise SizeMismatch(
+            f"size mismatch for {archive.filename} from {origin}: expected {want.size} "
+            f"bytes, actual {actual_size} bytes; the file was deleted"
+        )
     digests = file_digests(path)
-    want = expected_sha256(archive, lock)
-    problems = _mismatches(digests, archive, want)
+    problems = _mismatches(digests, want)
     if problems:
         path.unlink(missing_ok=True)
         raise ChecksumMismatch(
             f"checksum mismatch for {archive.filename} from {origin}: {'; '.join(problems)} "
             f"({digests.size} bytes); the file was deleted"
         )
-    return digests, want is None
+    return digests, want.incomplete
 
 
-def _mismatches(digests: Digests, archive: Archive, want_sha256: str | None) -> list[str]:
-    """Each known digest that ``digests`` does not match, as 'expected X, actual Y'."""
+def _mismatches(digests: Digests, want: Expected) -> list[str]:
+    """Each known size or digest that ``digests`` does not match, as 'expected X, actual Y'."""
     problems = []
-    if want_sha256 is not None and digests.sha256 != want_sha256:
-        problems.append(f"expected sha256 {want_sha256}, actual sha256 {digests.sha256}")
-    if archive.md5 is not None and digests.md5 != archive.md5:
-        problems.append(f"expected md5 {archive.md5}, actual md5 {digests.md5}")
+    if want.size is not None and digests.size != want.size:
+        problems.append(f"expected {want.size} bytes, actual {digests.size} bytes")
+    if want.sha256 is not None and digests.sha256 != want.sha256:
+        problems.append(f"expected sha256 {want.sha256}, actual sha256 {digests.sha256}")
+    if want.md5 is not None and digests.md5 != want.md5:
+        problems.append(f"expected md5 {want.md5}, actual md5 {digests.md5}")
     return problems
 
 
 class ChecksumMismatch(AdminError):
     pass
+
+
+class SizeMismatch(ChecksumMismatch):
+    """The size announced by a server, or the size of a file, is not the expected one."""
 
 
 # --- HTTP with resume ------------------------------------------------------------------
@@ -199,9 +241,37 @@ class _Incomplete(Exception):
     pass
 
 
-def _http_get(url: str, part: Path, timeout: float) -> None:
-    """Fetch ``url`` into ``part``, resuming from its current size with a Range request."""
+class _Overrun(Exception):
+    pass
+
+
+def _announced_total(response: http.client.HTTPResponse, have: int) -> int | None:
+    """The whole file's size as the response headers state it, None if they do not."""
+    if response.status == 206:
+        # "bytes START-END/TOTAL"; TOTAL may be "*" (unknown)
+        total = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
+        if total.isdigit():
+            return int(total)
+        length = response.headers.get("Content-Length")
+        return have + int(length) if length is not None and length.isdigit() else None
+    length = response.headers.get("Content-Length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _http_get(url: str, part: Path, timeout: float, size: int | None = None) -> None:
+    """Fetch ``url`` into ``part``, resuming from its current size with a Range request.
+
+    With ``size`` (the expected size of the whole file), the size the server announces
+    is checked before any of the body is read, and a body that runs past it is cut off;
+    both raise :class:`SizeMismatch`.
+    """
+    name = part.name.removeprefix(".").removesuffix(".part")
     have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:
+        part.unlink()  # longer than the file can be: not a prefix of it, start over
+        have = 0
+    if size is not None and have == size:
+        return  # the part file is whole; the digests decide whether it is right
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
         request.add_header("Range", f"bytes={have}-")
@@ -219,17 +289,33 @@ def _http_get(url: str, part: Path, timeout: float) -> None:
             mode = "ab"
         else:
             have, mode = 0, "wb"  # the server ignored the Range header: start over
+        announced = _announced_total(response, have)
+        if size is not None and announced is not None and announced != size:
+            # Refused before a byte of the body is read (the part file is untouched).
+            raise SizeMismatch(
+                f"size mismatch for {name} from {url}: expected {size} bytes, the server "
+                f"announces {announced} bytes; refused before reading the body"
+            )
         length = response.headers.get("Content-Length")
         remaining = int(length) if length is not None else None
         total = have + remaining if remaining is not None else None
-        progress = _Progress(part.name.removeprefix(".").removesuffix(".part"), total, have)
+        progress = _Progress(name, total, have)
         received = 0
         with open(part, mode) as handle:
             try:
                 while block := response.read(CHUNK):
+                    if size is not None and have + received + len(block) > size:
+                        raise _Overrun(have + received + len(block))
                     handle.write(block)
                     received += len(block)
                     progress.update(len(block))
+            except _Overrun as err:
+                handle.close()
+                part.unlink(missing_ok=True)
+                raise SizeMismatch(
+                    f"size mismatch for {name} from {url}: expected {size} bytes, "
+                    f"the server sent at least {err.args[0]} bytes; the part file was deleted"
+                ) from None
             except (TimeoutError, http.client.IncompleteRead, ConnectionError) as err:
                 got = have + received
                 raise _Incomplete(f"connection broke after {got} bytes: {err}") from None
@@ -239,11 +325,13 @@ def _http_get(url: str, part: Path, timeout: float) -> None:
             raise _Incomplete(f"got {have + received} of {total} bytes")
 
 
-def _download_one(url: str, part: Path, retries: int, timeout: float) -> None:
+def _download_one(
+    url: str, part: Path, retries: int, timeout: float, size: int | None = None
+) -> None:
     errors = []
     for attempt in range(retries + 1):
         try:
-            _http_get(url, part, timeout)
+            _http_get(url, part, timeout, size)
             return
         except _Incomplete as err:
             errors.append(str(err))  # keep the part file: the next attempt resumes
@@ -299,12 +387,14 @@ def fetch_archive(
         urls += archive.urls
     part = out_dir / f".{archive.filename}.part"
     failures = []
+    size = expected(archive, lock).size
     for url in urls:
         try:
-            _download_one(url, part, retries, timeout)
+            _download_one(url, part, retries, timeout, size)
             digests, unknown = verify(part, archive, lock, origin=url)
         except AdminError as err:
-            # A mismatch already deleted the part file.  After a network failure it stays,
+            # A mismatch after the download already deleted the part file; a size refused
+            # before the download left it as it was.  After a network failure it stays,
             # so the next URL (a mirror of the same bytes) or the next run resumes it; a
             # wrong mix would fail the checksum.
             failures.append(f"  {url}: {err}")
@@ -319,15 +409,21 @@ def fetch_archive(
 
 
 def _verify_copy(source: Path, archive: Archive, lock: LockFile | None) -> tuple[Digests, bool]:
-    # Never delete the user's offline copy: verify a digest of it without unlinking.
+    # Never delete the user's offline copy: check its size, then its digests, in place.
+    want = expected(archive, lock)
+    actual_size = source.stat().st_size
+    if want.size is not None and actual_size != want.size:
+        raise SizeMismatch(
+            f"size mismatch for offline file {source} ({archive.filename}): expected "
+            f"{want.size} bytes, actual {actual_size} bytes"
+        )
     digests = file_digests(source)
-    want = expected_sha256(archive, lock)
-    problems = _mismatches(digests, archive, want)
+    problems = _mismatches(digests, want)
     if problems:
         raise ChecksumMismatch(
             f"checksum mismatch for offline file {source}: {'; '.join(problems)}"
         )
-    return digests, want is None
+    return digests, want.incomplete
 
 
 def main(argv: Sequence[str] | None = None) -> int:
