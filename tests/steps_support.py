@@ -107,10 +107,11 @@ def train_args(
     *extra: Any,
     seed: int = 1,
     world: int = 1,
+    depth: str = DEPTH,
     **hp: Any,
 ) -> list[Any]:
     """The train step's arguments for HPARAMS with ``hp`` on top (its recipe written)."""
-    recipe = write_recipe(databin, run, variant, seed, world=world, **hp)
+    recipe = write_recipe(databin, run, variant, seed, depth, world=world, **hp)
     # These runs are a few dozen updates: too short to leave the unigram plateau or beat
     # a bigram, so they are not judged on training (non-finite losses still are);
     # tests/test_divergence.py tests those rules.
