@@ -24,7 +24,9 @@ references), ``generate.log`` (its stderr) and ``scores.json``:
   ``--sacrebleu-lowercase`` scores case-insensitively (``case:lc`` in the signature), for
   datasets whose recipe lowercases the text (IWSLT'14, Multi30k);
 * ``bleu_compound_split`` (``--compound-split``, En-De): fairseq's
-  ``compound_split_bleu.sh``, i.e. ``a-b`` -> ``a ##AT##-##AT## b`` on both sides.
+  ``compound_split_bleu.sh``, i.e. ``a-b`` -> ``a ##AT##-##AT## b`` on both sides, the
+  convention of other En-De papers.  The Admin paper's En-De numbers are
+  ``bleu_tokenized`` (Transformer-Clinic's ``eval_wmt_en-de.sh`` splits no compounds).
 
 Tokenized BLEU always scores against the ``T-`` lines.  Every test sentence must come back
 translated, else it is an error; a ``--ref-raw`` file must have one line per test sentence.
@@ -304,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lenpen", type=float)
     p.add_argument("--source-lang")
     p.add_argument("--target-lang")
-    p.add_argument("--compound-split", action="store_true", help="also ##AT## BLEU (En-De)")
+    p.add_argument("--compound-split", action="store_true",
+                   help="also BLEU with compounds split (##AT##), as other En-De papers "
+                   "report it")  # fmt: skip
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: fairseq uses a GPU when there is one")  # fmt: skip
     p.add_argument(

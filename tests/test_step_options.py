@@ -161,7 +161,7 @@ def test_evaluation_registry(cfg, rehearsal):
     assert so.detok_options(cfg, "iwslt14_de_en", prepared) == [
         "--ref-raw", f"{prepared}/test.raw.en", "--sacrebleu-lowercase"
     ]  # fmt: skip
-    # WMT'14 is cased; En-De splits compounds as the paper's BLEU does, En-Fr does not
+    # WMT'14 is cased; En-De also reports compound-split BLEU (not the paper's), En-Fr not
     assert so.detok_options(cfg, "wmt14_en_de", prepared) == [
         "--ref-raw", f"{prepared}/test.raw.de"
     ]  # fmt: skip

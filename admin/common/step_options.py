@@ -175,7 +175,9 @@ def detok_options(cfg: Mapping[str, Any], dataset: str, raw: str | Path) -> list
 
 
 def scoring_options(cfg: Mapping[str, Any], dataset: str) -> list[str]:
-    """``scoring.compound_split``: the paper's En-De BLEU splits compounds."""
+    """``scoring.compound_split``: also BLEU with compounds split (``##AT##``), the
+    convention of other En-De papers; the Admin paper's number (Transformer-Clinic's
+    ``eval_wmt_en-de.sh``) does not split them, and the table compares that one."""
     scoring = admin_config.experiment(cfg, dataset).get("scoring") or {}
     return ["--compound-split"] if scoring.get("compound_split") else []
 
