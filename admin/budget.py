@@ -1,7 +1,10 @@
 """What a target costs, from its recipes, before anything is submitted.
 
-    python -m admin.budget paper_wmt14_en_de [--gpu v100|a100|h200] [--mfu 0.3]
+    python -m admin.budget paper_wmt14_en_de [--gpu v100|a100|h200]
     python -m admin.budget paper_all --configfile my.yaml --config depths='[6-6]'
+    python -m admin.budget paper_all --tokens-per-second iwslt14_de_en=N  # measured wps/GPU
+    python -m admin.budget paper_all --throughput-json throughput.json    # a GPU check's
+    python -m admin.budget paper_all --mfu 0.3                            # one assumed MFU
 
 TARGET is ``paper_iwslt14_de_en``, ``paper_wmt14_en_de``, ``paper_wmt14_en_fr``,
 ``paper_all``, ``mini_multi30k_de_en`` or a dataset of the config.  The config is loaded
@@ -12,15 +15,23 @@ Snakemake, the presets, the schema).  Printed, as Markdown tables:
   FLOPs per target token, tokens trained, GPU-hours and wall hours at the preset's GPUs;
 * its checkpoint sizes, its peak disk while training and what stays after scoring
   (``checkpoints.keep``), beside the same figures before checkpoints were pruned;
+* per dataset and depth, the tokens/s it is priced at and the published figure (or the
+  override) they rest on, then the published figures;
 * totals per target;
 * per dataset and depth, the ``save_interval_updates`` that bounds what a kill loses.
 
-**Compute.** Model FLOPs per target token (:func:`train_flops`, source length = target
-length = the corpus's mean) x target tokens trained (tokens per epoch x epochs, or the
-updates' token budget if ``max_update`` ends the run first), at an assumed model FLOP
-utilisation (MFU) of the GPU's dense fp16/bf16 peak.  Tokens per epoch and the mean
-length come from ``resources/<dataset>/data-bin/preprocess.log`` when the data is
-prepared, else from :data:`CORPORA` (approximate sizes of the standard preparations).
+**Compute.** Target tokens trained (tokens per epoch x epochs, or the updates' token
+budget if ``max_update`` ends the run first) / target tokens/s per GPU.  The tokens/s
+come from published fairseq training speeds (:mod:`admin.throughput`: each figure's
+effective model FLOP utilisation, MFU, per model family and GPU kind, with the rule for
+the pairs without one), converted through the run's counted FLOPs per target token
+(:func:`train_flops`, source length = target length = the corpus's mean).  Overrides,
+the most specific first: ``--tokens-per-second [DATASET=]N`` (a measured fairseq wps per
+GPU), ``--throughput-json FILE`` (``python -m benchmarks.gpu_throughput --device cuda
+--json FILE``), ``--mfu`` (one assumed MFU for every model; 0.3 gives the estimates
+before the calibration).  Tokens per epoch and the mean length come from
+``resources/<dataset>/data-bin/preprocess.log`` when the data is prepared, else from
+:data:`CORPORA` (approximate sizes of the standard preparations).
 
 **Checkpoints.** Bytes are parameters x 4: fairseq 0.12 saves every model tensor as
 float32 (``utils.move_to_cpu`` upcasts fp16/bf16 weights), and the plugin's RAdam keeps
@@ -42,7 +53,8 @@ this pruning fairseq kept every epoch checkpoint, ``checkpoint_best.pt`` and
 15 minutes at the estimate takes 30 if the real throughput is half of it; tokens per
 update are taken at their upper bound (``max_tokens`` x batches per update), so the
 real interval is shorter still.  The presets' values are derived at the slowest GPU of
-:data:`GPUS` (the paper's V100), so they hold on the faster ones too.
+:data:`GPUS` (the paper's V100) at its calibrated throughput; the saves table gives the
+interval at the estimate beside them.
 """
 
 from __future__ import annotations
@@ -51,7 +63,7 @@ import argparse
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +73,28 @@ from admin.common.errors import AdminError
 from admin.common.run_folder import parse_depth
 from admin.common.variants import VARIANTS
 from admin.recipe import batches_per_update
+from admin.throughput import (
+    GPUS,
+    PUBLISHED,
+    Measurement,
+    Model,
+    Rate,
+    at_mfu,
+    at_tokens_per_second,
+    calibrated,
+    missing_figures,
+    read_measurement,
+)
+from admin.throughput import train_flops as train_flops  # re-exported: benchmarks, tests
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "config.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
-# Dense fp16/bf16 tensor-core peak, TFLOP/s (vendor data sheets; SXM parts).
-GPUS: dict[str, tuple[str, float]] = {
-    "v100": ("V100", 125.0),
-    "a100": ("A100", 312.0),
-    "h200": ("H200", 989.0),
-}
 SLOWEST_GPU = min(GPUS, key=lambda g: GPUS[g][1])
-DEFAULT_MFU = 0.3
+# The MFU the presets' save_interval_updates were derived at, before the estimates were
+# calibrated from published figures (admin.throughput); the saves table prints the
+# intervals the calibrated estimate gives.
 
 # What a kill may lose, and the interval that keeps it there at half the estimated speed.
 MAX_LOSS_MINUTES = 30.0
@@ -122,40 +143,6 @@ CORPORA: dict[str, Corpus] = {
 
 SPECIAL_SYMBOLS = 4  # fairseq's <s> <pad> </s> <unk>, not in dict.<lang>.txt
 PADDING_FACTOR = 8  # fairseq-preprocess pads its dictionaries to a multiple of this
-
-
-# --------------------------------------------------------------------------- FLOPs
-
-
-def train_flops(
-    sentences: int,
-    src_len: int | float,
-    tgt_len: int | float,
-    *,
-    dim: int,
-    ffn: int,
-    vocab: int,
-    encoder_layers: int,
-    decoder_layers: int,
-) -> float:
-    """Counted FLOPs of one training step: 3 x the forward pass (backward = 2x forward),
-    2 FLOPs per multiply-add.  For B sentences of S source and T target tokens, width
-    d, FFN f, vocabulary V:
-
-        encoder layer: B*S*(8d^2 + 4df) + 4*B*S^2*d
-        decoder layer: B*T*(12d^2 + 4df) + 4*B*S*d^2 + 4*B*T^2*d + 4*B*T*S*d
-        output projection: 2*B*T*d*V
-
-    (projections, attention scores and their weighted sums; the decoder's cross
-    attention projects the S encoder states to keys and values).  Embedding lookups,
-    LayerNorm, softmax, dropout and the optimizer are not counted: a few percent."""
-    b, s, t, d, f = sentences, src_len, tgt_len, dim, ffn
-    encoder = b * s * (8 * d * d + 4 * d * f) + 4 * b * s * s * d
-    decoder = (
-        b * t * (12 * d * d + 4 * d * f) + 4 * b * s * d * d + 4 * b * t * t * d + 4 * b * t * s * d
-    )
-    forward = encoder_layers * encoder + decoder_layers * decoder + 2 * b * t * d * vocab
-    return 3.0 * forward
 
 
 # --------------------------------------------------------------------------- model size
@@ -418,17 +405,50 @@ def data_facts(cfg: Mapping[str, Any], dataset: str, resources: Path) -> DataFac
 
 @dataclass(frozen=True)
 class Hardware:
+    """The GPU kind and what its throughput rests on: the published figures
+    (admin.throughput) unless one of the overrides is set, the most specific first."""
+
     gpu: str = "v100"
-    mfu: float = DEFAULT_MFU
+    mfu: float | None = None  # --mfu: one assumed MFU for every model
+    measurement: Measurement | None = None  # --throughput-json
+    # --tokens-per-second: (dataset, target tokens/s per GPU); dataset "" for every one
+    tokens_per_second: tuple[tuple[str, float], ...] = ()
 
     @property
     def name(self) -> str:
         return GPUS[self.gpu][0]
 
-    @property
-    def flops_per_gpu(self) -> float:
-        """Sustained FLOP/s of one GPU: its peak x the MFU."""
-        return GPUS[self.gpu][1] * 1e12 * self.mfu
+    def rate(self, plan: Plan) -> Rate | None:
+        """Target tokens/s per GPU of the plan's model, and what the figure rests on."""
+        if not plan.world or plan.model is None:
+            return None
+        fixed = dict(self.tokens_per_second)
+        tokens = fixed.get(plan.dataset, fixed.get(""))
+        if tokens is not None:
+            return at_tokens_per_second(plan.model, self.gpu, tokens,
+                                        f"--tokens-per-second {tokens:g}")  # fmt: skip
+        if self.measurement is not None:
+            return self.measurement.rate(plan.model, self.gpu)
+        if self.mfu is not None:
+            return at_mfu(plan.model, self.gpu, self.mfu)
+        rate = calibrated(plan.model, self.gpu)
+        if not plan.half:  # the figures are fp16; fp32 runs slower
+            note = "the recipe trains in fp32: optimistic"
+            return replace(rate, derived=True, basis=f"{rate.basis}; {note}")
+        return rate
+
+    def describe(self) -> str:
+        parts = []
+        if self.tokens_per_second:
+            parts.append(", ".join(f"{d or 'every dataset'}: --tokens-per-second {t:g}"
+                                   for d, t in self.tokens_per_second))  # fmt: skip
+        if self.measurement is not None:
+            parts.append(f"measured (--throughput-json {self.measurement.path})")
+        elif self.mfu is not None:
+            parts.append(f"--mfu {self.mfu:.0%} for every model (assumed)")
+        else:
+            parts.append("per model, from published fairseq training speeds")
+        return "; otherwise ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -440,7 +460,8 @@ class Plan:
     gpus: int  # GPUs per node of the train job (0: the CPU)
     nodes: int
     tokens_per_update: int  # upper bound: max_tokens x batches per update
-    flops_per_token: float | None  # None: unknown corpus
+    model: Model | None  # what fixes the FLOPs per token (None: unknown corpus)
+    half: bool  # fp16 or bf16 training
     corpus: Corpus | None
     epochs: float | None  # epochs trained (None: unknown corpus)
     tokens: float | None  # target tokens trained
@@ -451,15 +472,21 @@ class Plan:
     def world(self) -> int:
         return self.gpus * self.nodes
 
+    @property
+    def flops_per_token(self) -> float | None:
+        return None if self.model is None else self.model.flops_per_token()
+
     def tokens_per_second(self, hw: Hardware) -> float | None:
-        if not self.world or self.flops_per_token is None:
-            return None
-        return hw.flops_per_gpu * self.world / self.flops_per_token
+        """Target tokens/s of all the run's GPUs."""
+        rate = hw.rate(self)
+        return None if rate is None else rate.tokens_per_second * self.world
 
     def gpu_hours(self, hw: Hardware) -> float | None:
-        if self.tokens is None or self.flops_per_token is None or not self.world:
+        """Tokens trained / the GPUs' tokens/s, times the GPUs."""
+        rate = hw.rate(self)
+        if self.tokens is None or rate is None:
             return None
-        return self.tokens * self.flops_per_token / hw.flops_per_gpu / 3600
+        return self.tokens / rate.tokens_per_second / 3600
 
     def wall_hours(self, hw: Hardware) -> float | None:
         hours = self.gpu_hours(hw)
@@ -504,12 +531,11 @@ def plan(cfg: Mapping[str, Any], dataset: str, depth: str, facts: DataFacts) -> 
         hp, cfgmod.batch_world(cfg, dataset, depth)
     )
     corpus = facts.corpus
-    per_token = epochs = tokens = None
+    model = epochs = tokens = None
     if corpus is not None:
-        length = corpus.mean_length  # source length = target length
-        per_token = train_flops(1, length, length, dim=shape.decoder_dim,
-                                ffn=shape.decoder_ffn, vocab=shape.tgt_vocab,
-                                encoder_layers=enc, decoder_layers=dec) / length  # fmt: skip
+        # source length = target length = the corpus's mean
+        model = Model(shape.decoder_dim, shape.decoder_ffn, enc, dec, shape.tgt_vocab,
+                      corpus.mean_length)  # fmt: skip
         limits = []
         if hp.get("max_epoch"):
             limits.append(int(hp["max_epoch"]) * corpus.tokens_per_epoch)
@@ -524,7 +550,9 @@ def plan(cfg: Mapping[str, Any], dataset: str, depth: str, facts: DataFacts) -> 
         epochs = tokens / corpus.tokens_per_epoch
     return Plan(
         dataset=dataset, depth=depth, gpus=res["gpus"], nodes=res["nodes"],
-        tokens_per_update=tokens_per_update, flops_per_token=per_token, corpus=corpus,
+        tokens_per_update=tokens_per_update, model=model,
+        half=bool(hp.get("fp16") or hp.get("bf16") or hp.get("memory_efficient_fp16")),
+        corpus=corpus,
         epochs=epochs, tokens=tokens, save_interval=int(hp.get("save_interval_updates") or 0),
         window=cfgmod.average_window(cfg, dataset),
     )  # fmt: skip
@@ -757,6 +785,56 @@ def totals_table(groups: Mapping[str, Sequence[Run]], hw: Hardware) -> str:
     return table(header, rows)
 
 
+def throughput_table(plans: Sequence[Plan], hw: Hardware) -> str:
+    rows = []
+    for p in plans:
+        rate = hw.rate(p)
+        hours = p.gpu_hours(hw)
+        rows.append([
+            p.dataset, p.depth, p.model.family if p.model else "—",
+            f"{p.gpus}x{p.nodes}" if p.world else "CPU",
+            f"{p.flops_per_token / 1e9:.2f}" if p.flops_per_token else "—",
+            f"{rate.mfu:.1%}" if rate else "—",
+            num(rate.tokens_per_second / 1e3 if rate else None), num(hours),
+            rate.basis if rate else "no GPU or unknown corpus",
+        ])  # fmt: skip
+    header = ["dataset", "depth", "model", "GPUs x nodes", "GFLOPs per target token", "MFU",
+              "k target tok/s per GPU", f"{hw.name}-hours per run", "rests on"]  # fmt: skip
+    return table(header, rows)
+
+
+def published_table() -> str:
+    rows = [[
+        p.key, f"{p.model.family} {p.model.encoder_layers}-{p.model.decoder_layers}",
+        f"{p.gpus}x{GPUS[p.gpu][0]}", p.precision, p.batch,
+        f"{p.tokens_per_second:,.0f}", f"{p.per_gpu:,.0f}",
+        f"{p.model.flops_per_token() / 1e9:.2f}", f"{p.mfu:.1%}", p.code,
+    ] for p in PUBLISHED]  # fmt: skip
+    header = ["figure", "model", "GPUs", "precision", "tokens per GPU x update_freq",
+              "target tok/s", "per GPU", "GFLOPs per target token", "MFU", "code"]  # fmt: skip
+    return table(header, rows)
+
+
+def throughput_section(plans: Sequence[Plan], hw: Hardware) -> list[str]:
+    return [
+        f"## Throughput on {hw.name} (what each estimate rests on)",
+        "",
+        throughput_table(plans, hw),
+        "",
+        "## Published training speeds (admin.throughput.PUBLISHED, sources there)",
+        "",
+        "MFU = counted GFLOPs per target token x target tok/s per GPU / the GPU's dense "
+        "fp16/bf16 peak.  A run takes the lowest MFU of the stock-fairseq fp16 figures of "
+        "its model on its GPU; else that of the nearest model with figures, carried to the "
+        "GPU nearest in peak (tokens/s scaled by the peak ratio): derived.  NVIDIA's fork "
+        "(code nvidia) only shows that the MFU carries from a V100 to an A100.  No "
+        f"published figure: {'; '.join(missing_figures())}.",
+        "",
+        published_table(),
+        "",
+    ]
+
+
 def saves_table(plans: Sequence[Plan], hw: Hardware) -> str:
     rows = []
     for p in plans:
@@ -799,10 +877,14 @@ def report(
     datasets = target_datasets(cfg, target)
     groups = {name: runs(cfg, name, resources) for name in datasets}
     everything = [r for group in groups.values() for r in group]
-    peak = GPUS[hw.gpu][1]
+    for name, _ in hw.tokens_per_second:
+        if name and name not in datasets:
+            raise AdminError(f"--tokens-per-second {name}=...: {name!r} is not a dataset of "
+                             f"{target} ({', '.join(datasets)})")  # fmt: skip
+    plans = [p for n in datasets for p in depth_plans(cfg, n, resources)]
     out = [
-        f"# {target}: {len(everything)} runs, {hw.name} at {hw.mfu:.0%} MFU "
-        f"({peak:g} TFLOP/s dense fp16/bf16 peak -> {hw.flops_per_gpu / 1e12:.1f} TFLOP/s)",
+        f"# {target}: {len(everything)} runs on {hw.name} ({GPUS[hw.gpu][1]:g} TFLOP/s dense "
+        f"fp16/bf16 peak); throughput {hw.describe()}",
         "",
     ]
     for name in datasets:
@@ -820,6 +902,7 @@ def report(
     out.append(f"- checkpoints.keep: {cfg['checkpoints']['keep']}")
     per = " (figures per run; runs at one depth differ by a few thousand parameters)"
     out += ["", "## Runs" + (per if by_depth else ""), "", runs_table(everything, hw, by_depth), ""]
+    out += throughput_section(plans, hw)
     out += [
         "## Disk per run",
         "",
@@ -839,9 +922,10 @@ def report(
         "",
         f"A kill loses at most one interval: {SAVE_EVERY_MINUTES:g} minutes at the estimate "
         f"keeps it under {MAX_LOSS_MINUTES:g} at half the estimated throughput.  The presets' "
-        f"values are derived at {GPUS[SLOWEST_GPU][0]}, the slowest GPU here.",
+        f"values are derived at {GPUS[SLOWEST_GPU][0]}, the slowest GPU here; 'derived "
+        "interval' is the value at this estimate.",
         "",
-        saves_table([p for n in datasets for p in depth_plans(cfg, n, resources)], hw),
+        saves_table(plans, hw),
     ]
     return "\n".join(out)
 
@@ -867,8 +951,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mfu",
         type=float,
-        default=DEFAULT_MFU,
-        help="assumed model FLOP utilisation (default %(default)s)",
+        help="one assumed model FLOP utilisation for every model, instead of the published "
+        "figures (admin.throughput); the estimates before the calibration: 0.3",
+    )
+    p.add_argument(
+        "--throughput-json",
+        type=Path,
+        metavar="FILE",
+        help="the JSON of `python -m benchmarks.gpu_throughput --device cuda --json FILE` "
+        "(scripts/gpu-check.sh keeps it as throughput.json), measured on the --gpu kind: "
+        "its sustained FLOP/s replace the published figures",
+    )
+    p.add_argument(
+        "--tokens-per-second",
+        action="append",
+        default=[],
+        metavar="[DATASET=]N",
+        help="a measured target tokens/s per GPU (fairseq-train's wps / GPUs) of the "
+        "dataset's runs, or of every run without DATASET=; repeatable; wins over the rest",
     )
     p.add_argument(
         "--by-depth",
@@ -881,12 +981,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_tokens_per_second(values: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``[DATASET=]N`` values as (dataset, N) pairs; dataset "" for every dataset."""
+    out = []
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            tokens = float(number)
+        except ValueError:
+            tokens = math.nan
+        if not tokens > 0 or math.isinf(tokens):
+            raise AdminError(f"--tokens-per-second {value}: expected [DATASET=]N with N > 0")
+        out.append((name, tokens))
+    return tuple(out)
+
+
+def hardware(args: argparse.Namespace) -> Hardware:
+    if args.mfu is not None and not 0 < args.mfu <= 1:
+        raise AdminError(f"--mfu {args.mfu}: expected a fraction in (0, 1]")
+    if args.mfu is not None and args.throughput_json is not None:
+        raise AdminError("--mfu and --throughput-json both set the throughput: give one")
+    measurement = read_measurement(args.throughput_json) if args.throughput_json else None
+    return Hardware(args.gpu, args.mfu, measurement,
+                    parse_tokens_per_second(args.tokens_per_second))  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not 0 < args.mfu <= 1:
-        raise AdminError(f"--mfu {args.mfu}: expected a fraction in (0, 1]")
+    hw = hardware(args)
     cfg = load_config(args.configfile, args.config)
-    print(report(cfg, args.target, Hardware(args.gpu, args.mfu), args.resources, args.by_depth))
+    print(report(cfg, args.target, hw, args.resources, args.by_depth))
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +218,9 @@ def paper_config() -> dict[str, Any]:
 
 def test_presets_bound_what_a_kill_loses(paper_config):
     """Every paper preset and depth saves mid-epoch within the interval that keeps a
-    kill's loss under 30 minutes at half the estimated throughput on the slowest GPU."""
-    hw = budget.Hardware(budget.SLOWEST_GPU, budget.DEFAULT_MFU)
+    kill's loss under 30 minutes at half the estimated throughput on the slowest GPU, at
+    its calibrated throughput (published fairseq speeds)."""
+    hw = budget.Hardware(budget.SLOWEST_GPU)
     checked = []
     for dataset in budget.NAMED_TARGETS["paper_all"]:
         for p in budget.depth_plans(paper_config, dataset, Path("/nonexistent")):
@@ -243,6 +245,26 @@ def test_paper_estimates(paper_config):
     assert deep.plan.gpu_hours(hw) == pytest.approx(per_token * 55e9 / 37.5e12 / 3600)
     assert deep.plan.world == 16 and deep.plan.tokens_per_update == 5000 * 16 * 16
     assert deep.sizes.training == 4 * (3 * deep.params + 2 + 2 * 40008 * 512)
+
+
+def test_a_run_costs_its_tokens_over_the_calibrated_tokens_per_second(paper_config):
+    """IWSLT'14 on a V100: 90 epochs of its corpus at the tokens/s the base model's
+    published figure gives (fairseq#940's MFU, carried to the IWSLT model's FLOPs)."""
+    run = budget.runs(paper_config, "iwslt14_de_en", Path("/nonexistent"))[0]
+    p940 = {p.key: p for p in budget.PUBLISHED}["fairseq#940"]
+    mfu = p940.model.flops_per_token() * p940.tokens_per_second / p940.gpus / 125e12
+    per_token = budget.train_flops(1, 25, 25, dim=512, ffn=1024, vocab=10008,
+                                   encoder_layers=6, decoder_layers=6) / 25  # fmt: skip
+    tokens = 90 * 3.9e6
+    assert run.plan.tokens == tokens and run.plan.flops_per_token == per_token
+    hw = budget.Hardware("v100")
+    rate = hw.rate(run.plan)
+    assert rate.derived and "fairseq#940" in rate.basis
+    assert rate.tokens_per_second == pytest.approx(mfu * 125e12 / per_token)
+    assert run.plan.gpu_hours(hw) == pytest.approx(tokens / (mfu * 125e12 / per_token) / 3600)
+    # the published MFU is below the old assumption: the hours grow by their ratio
+    old = run.plan.gpu_hours(budget.Hardware("v100", 0.3))
+    assert run.plan.gpu_hours(hw) / old == pytest.approx(0.3 / mfu)
 
 
 def budget_cli(*argv: str, capsys) -> str:
@@ -279,6 +301,72 @@ def test_cli_reads_a_prepared_data_bin(tiny_databin, tmp_path, capsys):
     assert f"{int(tokens) / 1e6:,.1f}M target tokens per epoch" in out
 
 
+def hours_column(out: str, dataset: str) -> float:
+    """The GPU-hours of a dataset in the printed totals table."""
+    totals = out.split("## Totals")[1]
+    return float(re.search(rf"^\| {dataset} \| \d+ \| ([\d,.]+) \|", totals, re.M)[1]
+                 .replace(",", ""))  # fmt: skip
+
+
+def test_the_report_shows_each_estimate_beside_the_figure_it_rests_on(capsys):
+    out = budget_cli("paper_wmt14_en_de", "--config", "depths=[6-6]", capsys=capsys)
+    row = re.search(r"^\| wmt14_en_de \| 6-6 \| transformer_wmt_en_de \| 4x1 \| .*$", out, re.M)
+    assert row and "| fairseq#940 (transformer_wmt_en_de, 4xV100 fp16" in row[0]
+    for p in budget.PUBLISHED:  # every figure, with its MFU
+        assert re.search(rf"^\| {re.escape(p.key)} \| .* \| {p.mfu:.1%} \| {p.code} \|$", out,
+                         re.M), p.key  # fmt: skip
+    assert "throughput per model, from published fairseq training speeds" in out
+    a100 = budget_cli("paper_wmt14_en_de", "--config", "depths=[6-6]", "--gpu", "a100",
+                      capsys=capsys)  # fmt: skip
+    assert "derived: no transformer_wmt_en_de figure on A100" in a100
+    # no figure on an A100: the V100's MFU, so the hours shrink by the peak ratio
+    ratio = hours_column(out, "wmt14_en_de") / hours_column(a100, "wmt14_en_de")
+    assert ratio == pytest.approx(312 / 125, rel=0.01)
+
+
+def test_a_measured_throughput_replaces_the_published_figures(tmp_path, capsys):
+    """--tokens-per-second per dataset or for every run; --throughput-json, a GPU check's
+    measurement; --mfu, one assumed MFU; each printed as what the estimate rests on."""
+    config = ["--config", "depths=[6-6]"]
+    out = budget_cli("paper_all", *config, "--tokens-per-second", "iwslt14_de_en=50000",
+                     capsys=capsys)  # fmt: skip
+    tokens = 90 * 3.9e6
+    assert hours_column(out, "iwslt14_de_en") == pytest.approx(15 * tokens / 50000 / 3600,
+                                                               rel=0.01)  # fmt: skip
+    assert "| measured: --tokens-per-second 50000 |" in out
+    assert out.count("fairseq#940 (transformer_wmt_en_de, 4xV100") >= 2  # the others
+    every = budget_cli("paper_wmt14_en_de", *config, "--tokens-per-second", "20000",
+                       capsys=capsys)  # fmt: skip
+    # 3 runs of 100 epochs of 130M tokens at 4 GPUs x 20000 tokens/s, in GPU-hours
+    assert hours_column(every, "wmt14_en_de") == pytest.approx(3 * 100 * 130e6 / 20000 / 3600,
+                                                               rel=0.01)  # fmt: skip
+    with pytest.raises(budget.AdminError, match="not a dataset of paper_wmt14_en_de"):
+        budget.main(["paper_wmt14_en_de", "--tokens-per-second", "iwslt14_de_en=1000"])
+    with pytest.raises(budget.AdminError, match="N > 0"):
+        budget.main(["paper_wmt14_en_de", "--tokens-per-second", "fast"])
+
+    from benchmarks.gpu_throughput import Config, train_flops
+
+    measured = tmp_path / "throughput.json"
+    results = {6: {"transformer": [120e3, 125e3, 130e3]}}
+    measured.write_text(json.dumps({"config": asdict(Config()), "results": results}))
+    out = budget_cli("paper_iwslt14_de_en", "--throughput-json", str(measured), capsys=capsys)
+    cfg = Config()
+    sustained = train_flops(cfg, 6) * 125e3 / (cfg.sentences * cfg.tgt_len)
+    per_token = budget.train_flops(1, 25, 25, dim=512, ffn=1024, vocab=10008,
+                                   encoder_layers=6, decoder_layers=6) / 25  # fmt: skip
+    assert hours_column(out, "iwslt14_de_en") == pytest.approx(
+        15 * tokens / (sustained / per_token) / 3600, rel=0.01)  # fmt: skip
+    assert f"measured: {measured} (transformer 6-6" in out
+    with pytest.raises(budget.AdminError, match="give one"):
+        budget.main(["paper_iwslt14_de_en", "--throughput-json", str(measured), "--mfu", "0.3"])
+    # --mfu still overrides the published figures: the estimates before the calibration
+    old = budget_cli("paper_iwslt14_de_en", "--mfu", "0.3", capsys=capsys)
+    assert hours_column(old, "iwslt14_de_en") == pytest.approx(
+        15 * tokens * per_token / (0.3 * 125e12) / 3600, rel=0.01)  # fmt: skip
+    assert "--mfu 30% for every model (assumed)" in old
+
+
 def test_compute_estimates_doc_is_the_budget_output(capsys):
     """docs/compute-estimates.md shows what `python -m admin.budget paper_all` prints."""
     doc = (REPO / "docs" / "compute-estimates.md").read_text(encoding="utf-8")
@@ -288,6 +376,12 @@ def test_compute_estimates_doc_is_the_budget_output(capsys):
         out = budget_cli(*argv.split(), capsys=capsys)
         for table in re.findall(r"(?:^\|.*\|\n)+", text, re.M):
             assert table in out + "\n", f"{argv}: a table in the doc is not in the output"
+
+
+def test_the_doc_cites_every_published_figure():
+    doc = (REPO / "docs" / "compute-estimates.md").read_text(encoding="utf-8")
+    for p in budget.PUBLISHED:
+        assert p.key in doc and p.source.split(" ")[0] in doc, p.key
 
 
 def test_every_named_target_of_the_workflow_is_known_with_its_datasets(paper_config):
