@@ -324,6 +324,18 @@ class Monitor:
                 "limit": round(limit, 4), "plateau_since_update": judged[0][0],
                 "plateau_validations": patience}  # fmt: skip
 
+    def _plateau_streak(self) -> int:
+        """Validations at the end of the run in a row on the plateau (from ``stall_from``)."""
+        if self.unigram is None or self.criterion.unigram_margin is None:
+            return 0
+        limit = self.unigram.bits - self.criterion.unigram_margin
+        streak = 0
+        for update, nll in reversed(self.valid):
+            if update < self.criterion.stall_from or nll < limit:
+                break
+            streak += 1
+        return streak
+
     def improvement(self) -> tuple[float, int] | None:
         """How much the last ``stuck_patience`` validations improved on the best before
         them (bits) and the update the window starts at; None while too few validations."""
@@ -463,6 +475,14 @@ class Monitor:
             )
         reason = (f"trains: best valid nll_loss {best} (update {best_update}) is {below:.3f} "
                   f"bits below the target unigram's {self.unigram.bits:.3f}")  # fmt: skip
+        on_plateau = self._plateau_streak()
+        if on_plateau:
+            last_update, last = self.valid[-1]
+            reason += (
+                f", but its last {on_plateau} validation(s) (update {last_update}: {last}) are "
+                f"back on the plateau; {self.criterion.plateau_patience} in a row make it "
+                "'fails to train'"
+            )
         if self.bigram is not None and self.criterion.bigram_margin is not None:
             bigram = self.bigram.bits
             reason += f" and {bigram - best:.3f} below the bigram's {bigram:.3f}"

@@ -268,6 +268,11 @@ def test_fails_to_train_only_after_the_warm_up_grace_and_a_patience_window():
     assert not verdict.diverged and verdict.reason.startswith("trains")
     # One bad validation is not a verdict; staying on the plateau is.
     assert m.feed(_valid(400, 8.4)) is None
+    assert m.finish().reason == (
+        "trains: best valid nll_loss 7.5 (update 300) is 0.500 bits below the target "
+        "unigram's 8.000, but its last 1 validation(s) (update 400: 8.4) are back on the "
+        "plateau; 2 in a row make it 'fails to train'"
+    )
     assert m.feed(_valid(500, 7.6)) is None  # back below the limit: the window starts anew
     assert m.feed(_valid(600, 8.4)) is None
     assert m.feed(_valid(700, 8.3)).reason.startswith("fell back to the unigram plateau")
