@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from admin.common import gpu_lease
 from admin.common import run_folder as rf
 from admin.common.atomic import atomic_path, atomic_write_text
 from admin.common.cli import run_cli
@@ -343,9 +345,26 @@ def request(args: argparse.Namespace) -> Request:
     )  # fmt: skip
 
 
+def generate_device(device: str) -> str:
+    """Where fairseq-generate will run: the GPU unless told cpu or torch sees none."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    scores = evaluate(request(args))
+    req = request(args)
+    # One device of the machine (gpu_lease); more than the pool has stops here.
+    gpus = gpu_lease.need(generate_device(args.device), 1)
+    with gpu_lease.hold(gpus, f"admin.evaluate {args.average}", say=_say) as lease:
+        if lease.devices:  # leased here, or SLURM's
+            _say(lease.note)
+        # fairseq-generate inherits this process's environment
+        os.environ.update(lease.variables())
+        scores = evaluate(req)
     removed = rf.prune_after_scoring(rf.RunFolder(args.average.parent), args.keep_checkpoints)
     if removed:
         print(f"removed {len(removed)} training checkpoints (keep: {args.keep_checkpoints})")
@@ -358,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             + flagged
         )
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"admin.evaluate: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

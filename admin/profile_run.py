@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from admin.common import profiling
+from admin.common import gpu_lease, profiling
 from admin.common.atomic import atomic_path
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
@@ -70,8 +71,32 @@ def profile(
         print(f"admin.profile_run: {note}")
         hparams = without_gpu_options(hparams)
     launch = Launch(mode="single", device=device)
+    # One device of the machine (gpu_lease); more than the pool has stops here.
+    gpus = gpu_lease.need(device, 1)
+    with gpu_lease.hold(gpus, f"admin.profile_run {out}", say=_say) as lease:
+        if lease.devices:  # leased here, or SLURM's
+            _say(lease.note)
+        return _profile(data_bin, hparams, layers, seed, launch, lease, out, log)
+
+
+def _say(message: str) -> None:
+    print(f"admin.profile_run: {message}", file=sys.stderr, flush=True)
+
+
+def _profile(
+    data_bin: str,
+    hparams: dict[str, Any],
+    layers: tuple[int, int],
+    seed: int,
+    launch: Launch,
+    lease: gpu_lease.Lease,
+    out: Path,
+    log: Path,
+) -> profiling.Profile:
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("", encoding="utf-8")  # this job's log only: a rerun starts afresh
+    # this job's log only (a rerun starts afresh), opened by the devices it ran on
+    head = f"admin.profile_run: {lease.note}\n" if lease.devices else ""
+    log.write_text(head, encoding="utf-8")
     with atomic_path(out) as tmp_profile:
         # fairseq must start from initialisation: a fresh, empty save folder.
         save_dir = Path(tempfile.mkdtemp(prefix=".profile-save.", dir=out.parent))
@@ -80,7 +105,7 @@ def profile(
                 data_bin, hparams, layers, seed,
                 fairseq_flags("admin", tmp_profile, profiling=True), save_dir,
             )  # fmt: skip
-            cmd = command(launch, argv + device_flags(launch))
+            cmd = command(launch, argv + device_flags(launch), lease.environ())
             code = run_logged(cmd.argv, [log], env=cmd.env)
         finally:
             shutil.rmtree(save_dir, ignore_errors=True)

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from admin import divergence
+from admin.common import gpu_lease
 from admin.common import run_folder as rf
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
@@ -335,14 +336,23 @@ def train(req: Request) -> dict[str, Any]:
         fairseq_flags(variant, req.profile), folder.checkpoints,
     )  # fmt: skip
 
-    # Launcher errors (e.g. --nnodes without SLURM) stop here, before the folder is touched.
+    # Launcher errors (e.g. --nnodes without SLURM) stop here, before the folder is touched,
+    # and so does asking for more GPUs than this machine's pool has (gpu_lease).
     base_cmd = command(req.launch, argv + device_flags(req.launch))
+    gpus = gpu_lease.need(req.launch.device, req.launch.nproc_per_node)
     monitor, stop_early = divergence_monitor(recipe, req.runtime, req.divergence, req.data_bin)
     folder.path.mkdir(parents=True, exist_ok=True)
     notes: list[str] = [req.device_note] if req.device_note else []
-    with rf.TrainerLock(folder, say=notes.append):
+    # The devices are held until the status is written (a waiting step says so on stderr).
+    lease_label = f"admin.train {folder.path}"
+    with (
+        gpu_lease.hold(gpus, lease_label, say=_say) as lease,
+        rf.TrainerLock(folder, say=notes.append),
+    ):
         plan = plan_resume(folder, recipe, req.end)
         notes += plan.messages
+        if lease.devices:  # leased here, or SLURM's
+            notes.append(lease.note)
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
         if plan.fresh or rf.read_record(folder) is None:
             rf.write_record(folder, {"recipe_id": recipe.id, "recipe": recipe.as_dict(),
@@ -381,7 +391,8 @@ def train(req: Request) -> dict[str, Any]:
                 # a verdict stops fairseq (SIGTERM) when stopping early
                 return verdict is not None and stop_early
 
-            code = run_logged(cmd, [folder.history, req.log], env=base_cmd.env, on_line=on_line)
+            env = lease.environ(base_cmd.env)
+            code = run_logged(cmd, [folder.history, req.log], env=env, on_line=on_line)
             pruner.prune()
             stopped = stop_early and monitor.first is not None
             with open(folder.history, encoding="utf-8", errors="replace") as handle:
@@ -408,6 +419,7 @@ def train(req: Request) -> dict[str, Any]:
             "evidence": verdict.evidence,
             "stop": req.stop,
             "world_size": progress.world_size or req.launch.world_size,
+            "devices": list(lease.devices),
         }
         rf.update_record(folder, finished={"end": req.end, "status": status,
                                            "stopped_early": stopped, "at": _now()})  # fmt: skip
@@ -416,6 +428,10 @@ def train(req: Request) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _say(message: str) -> None:
+    print(f"admin.train: {message}", file=sys.stderr, flush=True)
 
 
 class TrainingFailed(Exception):

@@ -225,6 +225,41 @@ def res(rule_name, key):
     return get
 
 
+def local_gpu_count(rule_name):
+    """The train rule's ``gpu`` resource: on a local run capped with ``--resources gpu=N``
+    its GPUs count against that one cap, as the profile and evaluate jobs' do.  Otherwise
+    (no cap, or the SLURM executor and its job step) there is none: the SLURM plugin
+    turns ``gpu`` into ``--gpus`` and a one-node ``srun`` (see slurm/config.yaml), so the
+    train rule's sbatch request stays ``--gres``.  Each job takes its own devices of
+    the machine itself (admin.common.gpu_lease)."""
+    per_node, nodes = res(rule_name, "gpus"), res(rule_name, "nodes")
+
+    def get(wildcards):
+        cap = workflow.global_resources.get("gpu")  # a Resource, valued None if not given
+        cap = getattr(cap, "value", cap)
+        if cap is None or not workflow.local_exec:
+            return None  # no resource at all
+        gpus, hosts = per_node(wildcards), nodes(wildcards)
+        named = ", ".join(f"{k}={v}" for k, v in wildcards.items())
+        where = f"rule {rule_name} ({named})"
+        if hosts > 1:
+            raise WorkflowError(
+                f"{where} trains on {hosts} nodes of {gpus} GPUs: a local run cannot start "
+                "it; run it on a SLURM cluster (--profile slurm) or leave it out "
+                "(e.g. --config depths=[...])"
+            )
+        if gpus > cap:
+            # Snakemake would lower the job's count to the cap and let it use more GPUs.
+            raise WorkflowError(
+                f"{where} needs {gpus} GPUs, more than --resources gpu={cap}; lower "
+                f"resources.{rule_name}.gpus in a config file of yours (batch_gpus keeps "
+                "the recipe's batch)"
+            )
+        return gpus
+
+    return get
+
+
 def check_slurm_requests():
     """With the SLURM executor, stop before the first sbatch if a job asks for more than
     its partition's nodes have (SLURM would leave it pending for ever).  Called by

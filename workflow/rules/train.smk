@@ -82,6 +82,8 @@ rule train:
         # GPUs per node as SLURM's gres (never `gpu` or `tasks`: see slurm/config.yaml)
         gres=res("train", "gres"),
         gpus_per_node=res("train", "gpus"),
+        # only on a local run capped with --resources gpu=N: one cap for every GPU job
+        gpu=local_gpu_count("train"),
         nodes=res("train", "nodes"),
         cpu_procs=res("train", "cpu_procs"),
     params:
