@@ -61,6 +61,7 @@ from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 from admin.common.fairseq_args import to_argv
 from admin.common.fairseq_command import PLUGIN_DIR, parse_json_object
+from admin.common.launch import without_gpu_options
 from admin.data.textio import read_lines
 
 TEXT_FILES = ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt")
@@ -164,7 +165,9 @@ def read_raw_references(path: Path, expected: int, subset: str) -> list[str]:
 def generate_hparams(
     hparams_json: str, beam: int | None = None, lenpen: float | None = None, device: str = "auto"
 ) -> dict[str, Any]:
-    """fairseq-generate options: ``--hparams`` merged with ``--beam``/``--lenpen``."""
+    """fairseq-generate options: ``--hparams`` merged with ``--beam``/``--lenpen``.  On the
+    CPU (``device`` as resolved: :func:`generate_device`) the GPU-only options (``fp16``,
+    ...) are dropped: the paper's fp16 decoding is a GPU's."""
     hparams = parse_json_object(hparams_json, "--hparams")
     reserved = sorted(RESERVED & hparams.keys())
     if reserved:
@@ -177,7 +180,7 @@ def generate_hparams(
     if "beam" not in hparams:
         raise AdminError("the beam size is missing: give --beam or 'beam' in --hparams")
     if device == "cpu":
-        hparams["cpu"] = True
+        hparams = {**without_gpu_options(hparams), "cpu": True}
     if "max_tokens" not in hparams and "batch_size" not in hparams:
         hparams["max_tokens"] = 4096
     hparams.setdefault("gen_subset", "test")
@@ -279,6 +282,7 @@ def evaluate(req: Request) -> dict[str, Any]:
         "checkpoint": average["checkpoint"],
         "beam": hparams["beam"],
         "lenpen": hparams.get("lenpen", 1.0),
+        "precision": "fp16" if hparams.get("fp16") else "bf16" if hparams.get("bf16") else "fp32",
     }
     if m := _BLEU4.search(generated):
         scores["fairseq_generate_line"] = m[1]
@@ -337,7 +341,9 @@ def request(args: argparse.Namespace) -> Request:
         raise AdminError("give both --source-lang and --target-lang, or neither")
     return Request(
         data_bin=args.data_bin, average=args.average,
-        hparams=generate_hparams(args.hparams, args.beam, args.lenpen, args.device),
+        hparams=generate_hparams(
+            args.hparams, args.beam, args.lenpen, generate_device(args.device)
+        ),
         languages=(args.source_lang, args.target_lang) if args.source_lang else None,
         compound_split=args.compound_split, ref_raw=args.ref_raw,
         sacrebleu_lowercase=args.sacrebleu_lowercase, out_dir=args.out_dir,

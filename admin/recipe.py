@@ -109,10 +109,13 @@ def make_spec(
     hparams: Mapping[str, Any],
     batch_world: int = 1,
     profile_hparams: Mapping[str, Any] | None = None,
+    profile_seed: int | None = None,
 ) -> dict[str, Any]:
     """A run's recipe, except the data-bin's identity (the recipe step adds it), from its
     fairseq options (stop and runtime options are left out), the process count its
-    ``update_freq`` assumes and, for Admin, its profiling run's options."""
+    ``update_freq`` assumes and, for Admin, its profiling run's options and the seed of
+    the profile it trains from (recorded only where it is not the run's own, so that the
+    runs that profile themselves keep their recipe id)."""
     check_training_options(hparams, f"the hparams of {key.dataset}/{key.variant}/{key.depth}")
     identity, _, _ = split_hparams(hparams)
     identity.pop("update_freq", None)
@@ -127,6 +130,7 @@ def make_spec(
             for k in sorted(set(prof) | set(identity))
             if identity.get(k) != prof.get(k)
         }
+    own_profile = profiling is None or profile_seed is None or profile_seed == key.seed
     return {
         "key": key.as_dict(),
         "identity": {
@@ -140,6 +144,7 @@ def make_spec(
             "batches_per_update": batches_per_update(hparams, batch_world),
             "profile_hparams": profiling,
             "model_code": MODEL_CODE_VERSION,
+            **({} if own_profile else {"profile_seed": profile_seed}),
         },
     }
 
@@ -151,6 +156,7 @@ def spec(cfg: Mapping[str, Any], dataset: str, variant: str, depth: str, seed: i
         cfgmod.recipe_hparams(cfg, dataset, depth),
         cfgmod.batch_world(cfg, dataset, depth),
         cfgmod.experiment(cfg, dataset).get("profile_hparams"),
+        cfgmod.profile_seed(cfg, dataset, int(seed)),
     )
 
 

@@ -88,6 +88,31 @@ def test_admin_recipe_records_its_profiling_options(cfg):
         "profile_hparams"] is None  # fmt: skip
 
 
+def test_a_shared_profile_changes_the_recipe_id_exactly_where_it_should(cfg):
+    """profiling per depth (the presets): an Admin run of another seed than the profiling
+    seed trains from another profile, so its recipe differs from the per-run one; the
+    profiling seed's own run and every other variant keep theirs."""
+    per_run = cfgmod.deep_merge(cfg, {"experiments": {"iwslt14_de_en": {
+        "profiling": {"per": "run"}}}})  # fmt: skip
+    assert cfgmod.experiment(cfg, "iwslt14_de_en")["profiling"] == {"per": "depth", "seed": 1111}
+
+    def ident(config: dict, variant: str, seed: int) -> dict:
+        return recipes.spec(config, "iwslt14_de_en", variant, "6-6", seed)["identity"]
+
+    shared, own = ident(cfg, "admin", 2222), ident(per_run, "admin", 2222)
+    assert shared["profile_seed"] == 1111 and "profile_seed" not in own
+    assert {k: v for k, v in shared.items() if k != "profile_seed"} == own
+    assert rf.recipe_id(shared) != rf.recipe_id(own)
+    assert ident(cfg, "admin", 1111) == ident(per_run, "admin", 1111)  # its own profile
+    for variant in ("postln", "preln"):
+        assert ident(cfg, variant, 2222) == ident(per_run, variant, 2222)
+    assert cfgmod.profile_seed(cfg, "iwslt14_de_en", 3333) == 1111
+    assert cfgmod.profile_seed(per_run, "iwslt14_de_en", 3333) == 3333
+    assert cfgmod.profile_seed(cfg, "demo", 7) == 7  # the demo profiles each run
+    with pytest.raises(cfgmod.ConfigError, match="seed"):
+        project_config({"experiments": {"demo": {"profiling": {"per": "depth"}}}})
+
+
 def test_recipe_file_round_trip_and_data_identity(tmp_path, tiny_databin):
     spec = recipes.make_spec(rf.RunKey("tiny", "admin", "2-2", 3), {"arch": "admin_transformer",
                              "lr": 0.001, "log_interval": 5, "max_epoch": 2})  # fmt: skip

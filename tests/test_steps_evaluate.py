@@ -13,7 +13,7 @@ import sacrebleu
 
 from admin.common import run_folder as rf
 from admin.common.errors import AdminError
-from admin.evaluate import compound_split, fairseq_bleu, parse_generate
+from admin.evaluate import compound_split, fairseq_bleu, generate_hparams, parse_generate
 from tests import steps_support
 from tests.conftest import VENV_BIN
 from tests.steps_support import ok, run_step
@@ -207,3 +207,21 @@ def test_a_flagged_run_without_a_checkpoint_is_not_generated(tmp_path):
     for name in ("generate.txt", "hyp.tok.txt", "ref.tok.txt", "hyp.detok.txt", "ref.detok.txt"):
         assert (tmp_path / name).read_text() == ""
     assert not (tmp_path / "generate.log").exists()
+
+
+def test_fp16_decoding_is_the_gpus_and_dropped_on_the_cpu():
+    """IWSLT'14's preset decodes in fp16, as eval_iwslt_de-en.sh does (--fp16): kept on a
+    GPU, dropped on the CPU, where half precision is not what fairseq-generate runs."""
+    given = '{"beam": 5, "fp16": true, "batch_size": 128}'
+    assert generate_hparams(given, device="cuda") == {
+        "beam": 5, "fp16": True, "batch_size": 128, "gen_subset": "test",
+    }  # fmt: skip
+    assert generate_hparams(given, device="cpu") == {
+        "beam": 5, "batch_size": 128, "cpu": True, "gen_subset": "test",
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_scores_name_the_precision_they_were_decoded_in(evaluated_run):
+    run, _ = evaluated_run
+    assert json.loads((run / "scores.json").read_text())["precision"] == "fp32"  # the CPU

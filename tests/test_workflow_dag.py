@@ -29,9 +29,10 @@ from tests.workflow_support import (
 DATA_RULES = {"download", "prepare", "bpe", "binarize"}
 ANALYSIS_TARGETS = ("analysis_output_change", "analysis_dependency")
 
-# Per paper target: the runs (variants x depths x seeds), archives and depths.
+# Per paper target: the runs (variants x depths x seeds), the Admin profiles (one per
+# depth: profiling per depth with seed 1111, as Transformer-Clinic), archives and depths.
 PAPER = {
-    "paper_iwslt14_de_en": {"dataset": "iwslt14_de_en", "runs": 3 * 1 * 5, "admin": 5,
+    "paper_iwslt14_de_en": {"dataset": "iwslt14_de_en", "runs": 3 * 1 * 5, "admin": 1,
                             "archives": 1, "depths": 1},
     "paper_wmt14_en_de": {"dataset": "wmt14_en_de", "runs": 3 * 3 * 1, "admin": 3,
                           "archives": 5, "depths": 3},
@@ -83,24 +84,38 @@ def test_paper_all_is_the_three_tables(plans):
 
 
 @pytest.mark.parametrize("target", [*PAPER, "paper_all"])
-def test_each_admin_train_job_depends_on_its_own_profile_job(plans, target):
+def test_each_admin_train_job_depends_on_its_depths_profile_job(plans, target):
+    """The presets profile once per depth with seed 1111 and train every seed from it."""
     jobs = plans[target]
     profiles = {job["output"][0]: job for job in jobs if job["rule"] == "profile"}
     trains = [job for job in jobs if job["rule"] == "train"]
     used = set()
     for job in trains:
         wc = job["wildcards"]
-        run = f"results/{wc['dataset']}/{wc['variant']}/{wc['depth']}/seed{wc['seed']}"
+        depth_folder = f"results/{wc['dataset']}/{wc['variant']}/{wc['depth']}"
         profile_inputs = [f for f in job["input"] if f.endswith("profile.json")]
         if wc["variant"] == "admin":
-            assert profile_inputs == [f"{run}/profile.json"], job
-            assert profile_inputs[0] in profiles, f"no profile job for {run}"
+            assert profile_inputs == [f"{depth_folder}/seed1111/profile.json"], job
+            assert profile_inputs[0] in profiles, f"no profile job for {depth_folder}"
             used.add(profile_inputs[0])
         else:
             assert profile_inputs == [], job
-    # Profile jobs exist for Admin runs only, one per run, and every one is used.
+    # Profile jobs exist for Admin only, one per depth, and every one is used.
     assert {p["wildcards"]["variant"] for p in profiles.values()} == {"admin"}
+    assert {p["wildcards"]["seed"] for p in profiles.values()} == {"1111"}
+    depths = {(j["wildcards"]["dataset"], j["wildcards"]["depth"]) for j in trains}
+    assert len(profiles) == len(depths)
     assert used == set(profiles)
+
+
+def test_profiling_per_run_is_still_an_option():
+    jobs = plan("paper_iwslt14_de_en", "--config", "variants=[admin]",
+                "experiments={iwslt14_de_en: {profiling: {per: run}}}")  # fmt: skip
+    assert counts(jobs)["profile"] == 5
+    for job in jobs:
+        if job["rule"] == "train":
+            seed = job["wildcards"]["seed"]
+            assert f"results/iwslt14_de_en/admin/6-6/seed{seed}/profile.json" in job["input"]
 
 
 @pytest.mark.parametrize("target", list(PAPER))
@@ -246,7 +261,12 @@ def test_matrix_narrows_from_the_command_line():
     assert counts(jobs)["train"] == 3 and counts(jobs)["profile"] == 1
     assert {j["wildcards"]["depth"] for j in jobs if j["rule"] == "train"} == {"6-6"}
     jobs = plan("paper_iwslt14_de_en", "--config", "variants=[admin]", "seeds=[1111, 2222]")
-    assert counts(jobs)["train"] == 2 and counts(jobs)["profile"] == 2
+    assert counts(jobs)["train"] == 2 and counts(jobs)["profile"] == 1  # one per depth
+    # a profiling seed outside the matrix still profiles (its folder holds only that)
+    jobs = plan("paper_iwslt14_de_en", "--config", "variants=[admin]", "seeds=[2222]")
+    assert counts(jobs)["train"] == 1 and counts(jobs)["profile"] == 1
+    (profile,) = [j for j in jobs if j["rule"] == "profile"]
+    assert profile["output"] == ["results/iwslt14_de_en/admin/6-6/seed1111/profile.json"]
     jobs = plan("paper_all", "--config", "depths=[6-6]", "variants=[postln, preln]")
     assert counts(jobs)["train"] == 2 * 5 + 2 + 2 and counts(jobs)["profile"] == 0
 

@@ -257,6 +257,16 @@ def profile_hparams(cfg: Mapping[str, Any], dataset: str, depth: str) -> dict[st
     return hp
 
 
+def profile_seed(cfg: Mapping[str, Any], dataset: str, seed: int) -> int:
+    """The seed whose profile an Admin run of ``seed`` trains from: its own, or, with
+    ``profiling.per: depth`` (the paper presets, as Transformer-Clinic ran them), the
+    dataset's one profiling seed, shared by every seed of a depth."""
+    profiling = experiment(cfg, dataset).get("profiling") or {}
+    if profiling.get("per", "run") == "depth":
+        return int(profiling["seed"])
+    return int(seed)
+
+
 def batch_world(cfg: Mapping[str, Any], dataset: str, depth: str) -> int:
     """The process count the recipe's ``update_freq`` assumes: ``batch_gpus`` (per depth,
     then per dataset), or else the train job's own world size (nodes x processes)."""

@@ -321,13 +321,19 @@ def keep_checkpoints(wildcards):
     return step_options.keep_checkpoints(config)
 
 
+def profile_of(dataset, variant, depth, seed):
+    """The profile an Admin run trains from: its own run folder's, or, with
+    ``profiling.per: depth``, that of the dataset's profiling seed at its depth."""
+    pseed = admin_config.profile_seed(config, dataset, int(seed))
+    return f"{run_dir(dataset, variant, depth, pseed)}/profile.json"
+
+
 def profile_input(wildcards):
-    """Admin's train job reads the profile of its own run folder; no other variant has one."""
+    """Admin's train job reads its profile (profile_of); no other variant has one."""
     if needs_profile(wildcards.variant):
-        run = run_dir(
+        return profile_of(
             wildcards.dataset, wildcards.variant, wildcards.depth, wildcards.seed
         )
-        return f"{run}/profile.json"
     return []
 
 
@@ -444,7 +450,10 @@ def dependency_profile(wildcards):
     """Admin with a trained run: the profile that run started from, so that the heatmap
     at initialisation is that run's start.  Without one the step profiles itself."""
     run = trained_run(wildcards.variant, wildcards.depth)
-    return f"{run}/profile.json" if run and needs_profile(wildcards.variant) else []
+    if not run or not needs_profile(wildcards.variant):
+        return []
+    dataset, seed = analysis_dataset(), dependency_seed()
+    return profile_of(dataset, wildcards.variant, wildcards.depth, seed)
 
 
 def dependency_hparams(wildcards):
