@@ -19,6 +19,7 @@ thresholds are the criterion's, the BLEUs are the table's.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,25 @@ def demo_depths(config: Path) -> tuple[str, str]:
     demo = yaml.safe_load(config.read_text(encoding="utf-8"))["experiments"]["demo"]
     depths = demo["matrix"]["depths"]
     return depths[0], depths[-1]
+
+
+def demo_fingerprint(config: Path) -> str:
+    """What decides the demo's result, as a short hash: its experiment (data, hparams,
+    decoding, averaging, depths, variants; not its seeds or resources) and the divergence
+    settings it is judged by, as the workflow loads ``config`` (schema defaults filled in).
+    The seed benchmarks record it, so that a changed recipe shows it was not measured."""
+    from admin.common import config as cfgmod
+    from admin.common import step_options
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = cfgmod.load(cfgmod.read_yaml(config), locate=lambda p: repo / p,
+                      schema=repo / "workflow" / "schemas" / "config.schema.yaml")  # fmt: skip
+    demo = {k: v for k, v in cfg["experiments"]["demo"].items()
+            if k not in ("description", "resources")}  # fmt: skip
+    demo["matrix"] = {k: v for k, v in demo["matrix"].items() if k != "seeds"}
+    divergence = json.loads(step_options.divergence_settings(cfg, "demo"))
+    text = json.dumps({"demo": demo, "divergence": divergence}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from benchmarks.core import REPO, Context, Figure, Result, Target
 from benchmarks.demo_wall_time import demo_cmd
 
 NAME = "demo_seeds"
+FINGERPRINT = "demo recipe fingerprint"  # tests/test_demo_recipe.py looks for it
 SEEDS = (1, 2, 3)
 
 
@@ -69,7 +70,9 @@ def measure(ctx: Context, name: str, all_seeds: tuple[int, ...], role: str) -> R
         f"one run of `make demo` with --config seeds=[{','.join(map(str, seeds))}] from an "
         f"empty folder on {ctx.cores} cores ({role}); load average {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after; shape judged by admin.paper_shape (tolerance "
-        f"{criterion.tolerance} BLEU, floor {criterion.floor} BLEU): {json.dumps(per_seed)}"
+        f"{criterion.tolerance} BLEU, floor {criterion.floor} BLEU): {json.dumps(per_seed)}",
+        f"{FINGERPRINT} `{paper_shape.demo_fingerprint(REPO / 'config' / 'config.yaml')}` "
+        "(admin.paper_shape.demo_fingerprint: the demo's recipe and divergence settings)",
     ]
     details = "Per seed (`python -m admin.paper_shape results/demo/table.json "
     details += f"--shallow {shallow} --deep {deep}`):\n\n" + paper_shape.report(shapes, criterion)

@@ -77,7 +77,7 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 # `make test` runs the suite on two workers (`pytest -n 2 --dist loadfile`).  Each module
-# runs whole on one worker, so its module-scoped fixtures (a trained demo, a rehearsal)
+# runs whole on one worker, so its module-scoped fixtures (a trained run, a rehearsal)
 # are built once; every module that drives the local SLURM cluster runs on the same
 # worker, since the fault drills set a node DOWN and would requeue another module's jobs.
 # The longest modules start first so that both workers stay busy to the end (measured
@@ -85,8 +85,8 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 LONGEST_FIRST = (
     "test_slurm_rehearsal.py",
     "test_workflow_e2e.py",
-    "test_demo_shape.py",
     "test_divergence.py",
+    "test_steps_train_verdicts.py",
     "test_run_identity.py",
     "test_cli_end_to_end.py",
 )

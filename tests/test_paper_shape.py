@@ -1,7 +1,7 @@
 """admin.paper_shape: the paper's shape judged per seed from a table.json.
 
 The tables here are written by the tests (the criterion's logic); the demo's real
-runs are judged in tests/test_demo_shape.py.
+runs are judged by the seed benchmarks (benchmarks/demo_seeds.py, demo_fresh_seeds.py).
 """
 
 from __future__ import annotations
