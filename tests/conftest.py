@@ -85,6 +85,7 @@ def tiny_databin(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 LONGEST_FIRST = (
     "test_slurm_rehearsal.py",
     "test_workflow_e2e.py",
+    "test_status.py",
     "test_divergence.py",
     "test_steps_train_verdicts.py",
     "test_run_identity.py",

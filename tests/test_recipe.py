@@ -217,3 +217,24 @@ def test_config_errors_name_the_key(tmp_path):
     assert text.startswith("invalid configuration:\n")
     assert "variants[1]: 'postnorm' is not allowed" in text
     assert "checkpoints.keep: 'some' is not allowed; allowed values: none, last, all" in text
+
+
+def test_fairseq_logging_hooks_are_runtime_options(cfg):
+    """tensorboard_logdir (and fairseq's other logging hooks) set in hparams reach the
+    training and profiling steps' --runtime, never the recipe: no run's id changes, so
+    setting or changing them reruns nothing (config/README.md, docs/status.md)."""
+    hooks = {"tensorboard_logdir": "tensorboard/iwslt14", "wandb_project": "admin",
+             "aim_repo": "aim", "azureml_logging": True}  # fmt: skip
+    assert set(hooks) <= recipes.RUNTIME_OPTIONS
+    for variant in ("postln", "admin"):
+        base = _id(cfg, "iwslt14_de_en", variant, "6-6", 1111)
+        for hook, value in hooks.items():
+            assert _id(cfg, "iwslt14_de_en", variant, "6-6", 1111, **{hook: value}) == base
+        assert _id(cfg, "iwslt14_de_en", variant, "6-6", 1111, **hooks) == base
+    changed = cfgmod.deep_merge(cfg, {"experiments": {"iwslt14_de_en": {"hparams": hooks}}})
+    runtime = recipes.runtime_options(changed, "iwslt14_de_en", "6-6")
+    assert {k: runtime[k] for k in hooks} == hooks
+    assert runtime["log_interval"] == 100  # the preset's own runtime options stay
+    identity = recipes.spec(changed, "iwslt14_de_en", "admin", "6-6", 1111)["identity"]
+    assert not set(hooks) & set(identity["hparams"]) and not set(hooks) & set(
+        identity["profile_hparams"] or {})  # fmt: skip
