@@ -235,7 +235,8 @@ def local_gpu_count(rule_name):
     per_node, nodes = res(rule_name, "gpus"), res(rule_name, "nodes")
 
     def get(wildcards):
-        cap = workflow.global_resources.get("gpu")  # a Resource, valued None if not given
+        # a Resource, valued None if not given
+        cap = workflow.global_resources.get("gpu")
         cap = getattr(cap, "value", cap)
         if cap is None or not workflow.local_exec:
             return None  # no resource at all
