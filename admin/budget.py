@@ -930,9 +930,8 @@ def report(
     return "\n".join(out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m admin.budget", description=__doc__.split("\n")[0])
-    p.add_argument("target", help=f"{', '.join(NAMED_TARGETS)} or a dataset of the config")
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """``--configfile`` and ``--config`` as the workflow takes them (admin.status too)."""
     p.add_argument(
         "--configfile",
         nargs="+",
@@ -947,6 +946,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="config values (YAML), as Snakemake's --config",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m admin.budget", description=__doc__.split("\n")[0])
+    p.add_argument("target", help=f"{', '.join(NAMED_TARGETS)} or a dataset of the config")
+    add_config_arguments(p)
     p.add_argument("--gpu", choices=list(GPUS), default=SLOWEST_GPU)
     p.add_argument(
         "--mfu",

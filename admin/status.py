@@ -253,20 +253,7 @@ def positive(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m admin.status", description=__doc__.split("\n")[0])
     p.add_argument("target", help=f"all, {', '.join(budget.NAMED_TARGETS)} or a dataset")
-    p.add_argument(
-        "--configfile",
-        nargs="+",
-        type=Path,
-        default=[],
-        help="config files merged over config/config.yaml (as in Snakemake)",
-    )
-    p.add_argument(
-        "--config",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config values (YAML), as Snakemake's --config",
-    )
+    budget.add_config_arguments(p)
     p.add_argument(
         "--directory",
         "-d",
