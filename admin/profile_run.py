@@ -30,7 +30,7 @@ from admin.common.fairseq_command import parse_json_object, run_logged, train_ar
 from admin.common.launch import Launch, command, device_flags, resolve_device, without_gpu_options
 from admin.common.run_folder import Recipe, read_recipe
 from admin.common.variants import fairseq_flags, needs_profile
-from admin.recipe import RUNTIME_OPTIONS
+from admin.recipe import RUNTIME_OPTIONS, in_run_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,8 @@ def profile(
     identity = recipe.identity
     layers = (int(identity["encoder_layers"]), int(identity["decoder_layers"]))
     seed = int(identity["seed"])
-    hparams = profiling_options(recipe, runtime)
+    # fairseq's logging hooks write beside the profile (recipe.in_run_folder)
+    hparams = profiling_options(recipe, in_run_folder(runtime, out.parent))
     device, note = resolve_device(device)
     if note:
         print(f"admin.profile_run: {note}")

@@ -63,6 +63,22 @@ RUNTIME_OPTIONS = frozenset(
     }
 )  # fmt: skip
 
+# Runtime options that name a path: a relative one belongs to the run (its folder), so
+# that concurrent runs of one dataset never write into the same event files or log.
+RUN_RELATIVE_PATHS = ("tensorboard_logdir", "log_file")
+
+
+def in_run_folder(runtime: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """``runtime`` with its relative paths (:data:`RUN_RELATIVE_PATHS`) resolved in the
+    run's ``folder``; absolute paths are the user's and stay as given."""
+    resolved = dict(runtime)
+    for key in RUN_RELATIVE_PATHS:
+        value = resolved.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            resolved[key] = str(folder.resolve() / value)
+    return resolved
+
+
 # Learning-rate schedules whose shape reads max_update (then it is part of the identity).
 SCHEDULES_READING_MAX_UPDATE = frozenset({"cosine", "tri_stage"})
 

@@ -11,6 +11,7 @@ has no use for.  No fairseq or torch import.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -60,13 +61,25 @@ class LogState:
             return None
         return sum(b for _, b in self.speeds) / len(self.speeds) / tps
 
+    indexed: bool = False  # the attempts' index was read (then the next two hold)
+    earlier_seconds: float = 0.0  # the spans of the attempts before the newest
+    newest_start: datetime | None = None  # the newest attempt's first fairseq line
+
     @property
     def span_seconds(self) -> float | None:
-        """First to newest fairseq line: the time trained, waits between attempts included.
-        Both stamps are the nodes' local time, so no time zone enters."""
-        if self.first_stamp is None or self.last_stamp is None:
+        """The time trained: each attempt's first to last fairseq line, summed, so the
+        waits between attempts (a queue, a requeue) are not counted.  Without the
+        attempts' index (a history from before it) the whole history's span.  All
+        stamps are the nodes' local time, so no time zone enters."""
+        if not self.indexed:
+            first = self.first_stamp
+        elif self.newest_start is None:  # the newest attempt has logged nothing yet
+            return self.earlier_seconds
+        else:
+            first = self.newest_start
+        if first is None or self.last_stamp is None:
             return None
-        return max(0.0, (self.last_stamp - self.first_stamp).total_seconds())
+        return self.earlier_seconds + max(0.0, (self.last_stamp - first).total_seconds())
 
 
 def _stamp(line: str) -> datetime | None:
@@ -124,8 +137,9 @@ def _scan(lines: list[str], state: LogState) -> bool:
     return False
 
 
-def read_history(path: Path) -> LogState | None:
-    """The newest progress of a history file, or None without one."""
+def read_history(path: Path, attempts: Path | None = None) -> LogState | None:
+    """The newest progress of a history file, or None without one; ``attempts``: the
+    run's index of where each attempt starts in it (RunFolder.attempts)."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
@@ -139,8 +153,53 @@ def read_history(path: Path) -> LogState | None:
             break
         length *= 2
     head, _ = (text, True) if whole else _read_head(path)
-    state.first_stamp = next((s for line in head.splitlines() if (s := _stamp(line))), None)
+    state.first_stamp = _first_stamp(head)
+    if attempts is not None:
+        _attempt_spans(path, size, _offsets(attempts), state)
     return state
+
+
+def _first_stamp(text: str) -> datetime | None:
+    return next((s for line in text.splitlines() if (s := _stamp(line))), None)
+
+
+def _last_stamp(text: str) -> datetime | None:
+    return next((s for line in reversed(text.splitlines()) if (s := _stamp(line))), None)
+
+
+def _offsets(attempts: Path) -> list[int]:
+    try:
+        lines = attempts.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    # a line cut by a kill mid-write is not an attempt's start
+    offsets = []
+    for line in lines:
+        try:
+            offsets.append(int(json.loads(line)["offset"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return sorted(set(offsets))
+
+
+def _attempt_spans(path: Path, size: int, offsets: list[int], state: LogState) -> None:
+    """Each earlier attempt's span into ``state.earlier_seconds``, the newest's start
+    into ``state.newest_start``: two short reads per attempt (its head, its end)."""
+    offsets = [o for o in offsets if 0 <= o < size]
+    if not offsets:
+        return
+    with path.open("rb") as handle:
+        starts = []
+        for offset in offsets:
+            handle.seek(offset)
+            starts.append(_first_stamp(handle.read(HEAD).decode("utf-8", errors="replace")))
+        for offset, start, end_at in zip(offsets, starts, offsets[1:], strict=False):
+            length = min(FIRST_TAIL, end_at - offset)
+            handle.seek(end_at - length)
+            last = _last_stamp(handle.read(length).decode("utf-8", errors="replace"))
+            if start is not None and last is not None:
+                state.earlier_seconds += max(0.0, (last - start).total_seconds())
+    state.indexed, state.newest_start = True, starts[-1]
 
 
 def _read_head(path: Path) -> tuple[str, bool]:

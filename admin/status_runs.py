@@ -44,7 +44,7 @@ class RunView:
     valid_nll: float | None = None
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
-    gpu_hours: float | None = None  # spent: GPUs x the history's span
+    gpu_hours: float | None = None  # spent: GPUs x the attempts' spans (status_log)
     why: str | None = None  # a verdict's reason (stopped, flagged) or a read error
     bleu: float | None = None
 
@@ -129,7 +129,7 @@ def run_view(
     view = RunView(key, "waiting", max_epoch=_limit(stop.get("max_epoch")),
                    max_update=_limit(stop.get("max_update")))  # fmt: skip
     try:
-        log = read_history(folder.history)
+        log = read_history(folder.history, folder.attempts)
         if folder.status.is_file():
             _finished(folder, view, jobs)
         else:

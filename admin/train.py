@@ -66,7 +66,7 @@ from admin.common.launch import (
     without_gpu_options,
 )
 from admin.common.variants import fairseq_flags, needs_profile
-from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, update_freq
+from admin.recipe import RUNTIME_OPTIONS, STOP_CONDITIONS, in_run_folder, update_freq
 
 ATTEMPT = ATTEMPT_MARKER
 SAVED = "Saved checkpoint "
@@ -326,7 +326,9 @@ def train(req: Request) -> dict[str, Any]:
             raise AdminError(f"Admin profile {req.profile} does not exist")
     elif req.profile is not None:
         raise AdminError(f"variant {variant!r} takes no --profile")
-    options = fairseq_options(recipe, req.stop, req.runtime, req.launch.world_size)
+    # fairseq's logging hooks write into the run folder (recipe.in_run_folder)
+    runtime = in_run_folder(req.runtime, folder.path)
+    options = fairseq_options(recipe, req.stop, runtime, req.launch.world_size)
     if req.device_note:
         options = without_gpu_options(options)
     identity = recipe.identity
@@ -381,6 +383,8 @@ def train(req: Request) -> dict[str, Any]:
             offset = folder.history.stat().st_size
             with open(folder.history, "a", encoding="utf-8") as handle:
                 handle.write(f"{ATTEMPT} {stamp}: {json.dumps(cmd)}\n")
+            with open(folder.attempts, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"offset": offset, "started": stamp}) + "\n")
             req.log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder.history, req.log)
             pruner = CheckpointPruner(folder, *req.window, say=print)

@@ -238,3 +238,17 @@ def test_fairseq_logging_hooks_are_runtime_options(cfg):
     identity = recipes.spec(changed, "iwslt14_de_en", "admin", "6-6", 1111)["identity"]
     assert not set(hooks) & set(identity["hparams"]) and not set(hooks) & set(
         identity["profile_hparams"] or {})  # fmt: skip
+
+
+def test_relative_logging_paths_are_the_run_folders(tmp_path):
+    """A relative tensorboard_logdir or log_file lands in the run's folder, so concurrent
+    runs of one dataset never share event files; an absolute one is the user's."""
+    run = tmp_path / "results" / "iwslt14_de_en" / "admin" / "6-6" / "seed1"
+    runtime = {"tensorboard_logdir": "tb", "log_file": "logs/fairseq.log",
+               "aim_repo": "aim", "log_interval": 100}  # fmt: skip
+    resolved = recipes.in_run_folder(runtime, run)
+    assert resolved == {**runtime, "tensorboard_logdir": str(run / "tb"),
+                        "log_file": str(run / "logs" / "fairseq.log")}  # fmt: skip
+    assert runtime["tensorboard_logdir"] == "tb"  # the caller's options are not changed
+    absolute = {"tensorboard_logdir": str(tmp_path / "shared-tb")}
+    assert recipes.in_run_folder(absolute, run) == absolute

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from admin import budget
-from admin.common.fairseq_log import parse
+from admin.common.fairseq_log import ATTEMPT_MARKER, parse
 from admin.status import load
 from tests.conftest import REPO
 from tests.steps_support import (
@@ -122,10 +122,14 @@ def recent_wps(text: str) -> str:
 
 
 def spent_hours(text: str) -> float:
-    """GPUs x the span from the history's first fairseq line to its newest."""
-    stamps = re.findall(r"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \|", text)
-    first, last = (datetime.fromisoformat(s) for s in (stamps[0], stamps[-1]))
-    return GPUS * (last - first).total_seconds() / 3600
+    """GPUs x each attempt's span (its first fairseq line to its last), summed."""
+    seconds = 0.0
+    for attempt in text.split(ATTEMPT_MARKER):
+        stamps = re.findall(r"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \|", attempt)
+        if stamps:
+            first, last = (datetime.fromisoformat(s) for s in (stamps[0], stamps[-1]))
+            seconds += (last - first).total_seconds()
+    return GPUS * seconds / 3600
 
 
 def assert_finished_row(row: dict[str, str], run: Path, max_epoch: int) -> None:

@@ -122,6 +122,12 @@ class RunFolder:
         return self.checkpoints / "train.log"
 
     @property
+    def attempts(self) -> Path:
+        """One JSON line per fairseq attempt: where its output starts in the history
+        (``offset``, bytes), so a reader finds each attempt's span without reading it all."""
+        return self.checkpoints / "attempts.jsonl"
+
+    @property
     def record(self) -> Path:
         """Which recipe the checkpoints were trained under (and what was pruned)."""
         return self.checkpoints / "run.json"
