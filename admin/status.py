@@ -34,7 +34,7 @@ from admin.common import run_folder as rf
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 from admin.recipe import stop_conditions
-from admin.status_jobs import Job, comment, local_steps, squeue_jobs
+from admin.status_jobs import Job, comment, group_rules, local_steps, squeue_jobs
 from admin.status_runs import RUN_RULES, RunView, run_view
 
 REHEARSAL_PREFIX = "rehearsal/"  # the workflow's layout of a rehearsal (common.smk)
@@ -102,13 +102,18 @@ def _estimates(
 
 
 def _jobs_by_run(keys: Sequence[rf.RunKey], jobs: Sequence[Job]) -> dict[rf.RunKey, dict[str, Job]]:
-    """Each run's SLURM jobs by rule (the newest where a rule has several)."""
+    """Each run's SLURM jobs by rule (the newest where a rule has several); a run's group
+    job stands for each of the steps it holds."""
     index = {comment(rule, key): (key, rule) for key in keys for rule in RUN_RULES}
     out: dict[rf.RunKey, dict[str, Job]] = {}
     for job in sorted(jobs, key=lambda j: int(j.job_id.split("_")[0])):
         if job.comment in index:
             key, rule = index[job.comment]
             out.setdefault(key, {})[rule] = job
+            continue
+        for key in keys if job.comment.startswith("rule_run_") else ():
+            for rule in group_rules(job.comment, key):
+                out.setdefault(key, {})[rule] = job
     return out
 
 

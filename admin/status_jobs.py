@@ -8,6 +8,11 @@ admin_6-6_1111`` for a run's training.  It submits with ``--chdir`` the workflow
 directory, so the jobs of this workflow are those whose working directory (``%Z``) is
 it: another workflow of the same user (another checkout, a rehearsal elsewhere) is left
 out.  One ``squeue`` call serves a whole refresh.
+
+A run's train, average and evaluate steps go to SLURM as one group job
+(:mod:`admin.common.job_requests`), which the plugin comments
+``rule_<group>_<its rules, sorted, joined by _>`` (Snakemake's ``GroupJob.name``):
+``rule_run_wmt14_en_de_admin_6-6_1111_average_evaluate_train``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from admin.common import run_folder as rf
 from admin.common.errors import AdminError
+from admin.common.job_requests import RUN_STEPS, group_name
 
 # The steps whose processes say a run is being worked on, and the option naming the run.
 STEP_MODULES = {"admin.train": ("train", "--run-dir"), "admin.profile_run": ("profile", "--out")}
@@ -47,6 +53,16 @@ class Job:
 def comment(rule: str, key: rf.RunKey) -> str:
     """The comment the SLURM plugin gives a job of ``rule`` on run ``key``."""
     return f"rule_{rule}_wildcards_{key.dataset}_{key.variant}_{key.depth}_{key.seed}"
+
+
+def group_rules(job_comment: str, key: rf.RunKey) -> tuple[str, ...]:
+    """The steps of run ``key`` that a group job with this comment holds; empty when it
+    is not one of that run's group jobs."""
+    prefix = f"rule_{group_name(key)}_"
+    if not job_comment.startswith(prefix):
+        return ()
+    rules = tuple(job_comment[len(prefix) :].split("_"))
+    return rules if set(rules) <= set(RUN_STEPS) else ()
 
 
 def squeue_jobs(workdir: Path) -> list[Job] | None:

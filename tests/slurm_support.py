@@ -32,8 +32,10 @@ SNAKEMAKE = str(VENV_BIN / "snakemake") if (VENV_BIN / "snakemake").exists() els
 START_HINT = "start one with: sudo bash scripts/slurm-local-cluster.sh start"
 
 # The executor plugin logs one such line per sbatch submission.
+# a rule's job has a number, a group job (a run's steps) a uuid
 SUBMITTED_RE = re.compile(
-    r"Job (?P<job>\d+) has been submitted with SLURM jobid (?P<slurm>\d+) \(log: (?P<log>[^)]*)\)"
+    r"Job (?P<job>[\w-]+) has been submitted with SLURM jobid (?P<slurm>\d+) "
+    r"\(log: (?P<log>[^)]*)\)"
 )
 
 
@@ -200,8 +202,8 @@ def cancel_run_jobs(log_text: str) -> None:
 # --- sbatch lines without a cluster ----------------------------------------------
 
 
-def dry_run_jobs(snakefile_dir: Path, args: list[str], workdir: Path) -> list[dict[str, Any]]:
-    """Jobs as Snakemake plans them (``-n``): rule, threads and evaluated resources.
+def dry_run_text(snakefile_dir: Path, args: list[str], workdir: Path) -> str:
+    """What ``snakemake -n`` prints: the jobs as Snakemake plans them.
 
     ``args`` carries the profile(s), config and targets. ``--cores`` is set large so
     that threads are not clamped to the dry-run's single core.
@@ -213,7 +215,30 @@ def dry_run_jobs(snakefile_dir: Path, args: list[str], workdir: Path) -> list[di
     )
     if proc.returncode != 0:
         raise AssertionError(f"snakemake -n failed:\n{proc.stdout}\n{proc.stderr}")
-    return parse_job_infos(proc.stdout + proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+def dry_run_jobs(snakefile_dir: Path, args: list[str], workdir: Path) -> list[dict[str, Any]]:
+    """Jobs as Snakemake plans them (``-n``): rule, threads and evaluated resources."""
+    return parse_job_infos(dry_run_text(snakefile_dir, args, workdir))
+
+
+_GROUP_RE = re.compile(r"\] Group job (?P<group>\S+) \(jobs in lexicogr\. order\):$")
+_MEMBER_RE = re.compile(r"^ {4}(?:local)?rule (?P<rule>\w+):\s*$")
+
+
+def planned_groups(text: str) -> dict[str, set[str]]:
+    """The group jobs of a dry run (``snakemake -n``), each with its members' rules."""
+    groups: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for line in text.splitlines():
+        if m := _GROUP_RE.search(line):
+            current = groups.setdefault(m["group"], set())
+        elif (m := _MEMBER_RE.match(line)) and current is not None:
+            current.add(m["rule"])
+        elif _RULE_RE.match(line):  # a job outside any group
+            current = None
+    return groups
 
 
 _RULE_RE = re.compile(r"^(?:local)?rule (?P<rule>\w+):\s*$")

@@ -7,6 +7,7 @@ not show come from synthetic partitions in the same format.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -148,6 +149,9 @@ def test_the_error_message_says_how_to_fix_it(local: cc.Cluster) -> None:
         threads = 8
         resources = {"mem_mb": 16000, "runtime": 720, "_cores": 8, "tmpdir": "<TBD>"}
 
+        def is_group(self) -> bool:
+            return False
+
     with pytest.raises(AdminError) as err:
         cc.check_jobs([SnakemakeJob()], local)
     text = str(err.value)
@@ -159,6 +163,29 @@ def test_the_error_message_says_how_to_fix_it(local: cc.Cluster) -> None:
     SnakemakeJob.threads, SnakemakeJob.resources = 2, {"mem_mb": 2000}
     cc.check_jobs([SnakemakeJob()], local)  # fits: no error
     cc.check_jobs([], None)  # nothing to submit: SLURM is not even asked
+
+
+def test_a_runs_group_job_is_checked_as_one_request(local: cc.Cluster) -> None:
+    """A run's train, average and evaluate steps are one SLURM job: its time limit is
+    their sum, which may pass a partition's limit that each step alone fits."""
+
+    class GroupJob:  # the attributes a snakemake 9 GroupJob offers
+        name = "run_demo_admin_6-6_1_average_evaluate_train"
+        threads = 2
+        resources = {"mem_mb": 2000, "runtime": 2880 + 60 + 120, "gpu": 2, "_cores": 2}
+
+        def is_group(self) -> bool:
+            return True
+
+    limited = cc.Cluster(tuple(
+        dataclasses.replace(p, max_time=2880) for p in local.partitions))  # fmt: skip
+    with pytest.raises(AdminError) as err:
+        cc.check_jobs([GroupJob()], limited)
+    assert ("  - group job run_demo_admin_6-6_1_average_evaluate_train asks for 1 node x "
+            "(2 CPUs, 2000 MB, 2 GPUs), 3060 min;") in str(err.value)  # fmt: skip
+    assert "too long" in str(err.value)
+    GroupJob.resources = {**GroupJob.resources, "runtime": 2880}
+    cc.check_jobs([GroupJob()], limited)
 
 
 # --------------------------------------------------------------------------- formats

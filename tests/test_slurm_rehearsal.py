@@ -132,10 +132,15 @@ def _finish(proc: subprocess.Popen, log: Path, t0: float, timeout: float) -> Run
 
 
 def _train_job(log: Path, run: Path) -> str | None:
-    """The SLURM job id of the newest train job of ``run`` in a Snakemake log."""
+    """The SLURM job id of the newest job training ``run`` in a Snakemake log: its own
+    train job (training on two nodes) or the run's group job holding its train step."""
     variant, depth, seed = run.parts[-3], run.parts[-2], run.parts[-1].removeprefix("seed")
-    folder = f"/rule_train/{DATASET}_{variant}_{depth}_{seed}/"
-    jobs = [s["slurm"] for s in submissions(log.read_text()) if folder in s["log"]]
+    wildcards = f"{DATASET}_{variant}_{depth}_{seed}"
+    jobs = [
+        s["slurm"] for s in submissions(log.read_text())
+        if f"/rule_train/{wildcards}/" in s["log"]
+        or (f"/group_run_{wildcards}_" in s["log"] and "train" in _kind_of(s).split("_"))
+    ]  # fmt: skip
     return jobs[-1] if jobs else None
 
 
@@ -198,9 +203,15 @@ def _with_probe() -> str:
     return os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH", "")) if p)
 
 
-def _rule_of(sub: dict[str, str]) -> str:
+def _kind_of(sub: dict[str, str]) -> str:
+    """A submission's rule, or ``group:<its steps>`` for a run's group job (its SLURM log
+    folder is group_run_<dataset>_<variant>_<depth>_<seed>_<steps, sorted, joined by _>)."""
     m = re.search(r"/slurm_logs/rule_([A-Za-z0-9_]+)/", sub["log"])
-    return m.group(1) if m else "?"
+    if m:
+        return m.group(1)
+    m = re.search(r"/slurm_logs/group_run_[^/]*?_((?:average|evaluate|train)(?:_\w+)?)/",
+                  sub["log"])  # fmt: skip
+    return f"group:{m.group(1)}" if m else "?"
 
 
 def test_rehearsal_runs_the_whole_table_apart_and_marked(cluster: Cluster, rehearsal: Rehearsal):
@@ -221,19 +232,27 @@ def test_rehearsal_runs_the_whole_table_apart_and_marked(cluster: Cluster, rehea
     assert not (cluster.workdir / "results").exists()  # real results are never touched
 
     # Every job but the local ones went through sbatch and completed, once; the cancelled
-    # training ran a second time (the rule's retry).
+    # training ran a second time (the rule's retry).  A run is one SLURM job (its train,
+    # average and evaluate steps), except that a two-node training is a job of its own
+    # beside the run's average and evaluate job.
     subs = submissions(log)
     _, local = workflow_rules()
     planned = {rule: n for rule, n in job_stats(log).items() if rule not in local}
     submitted: dict[str, int] = {}
     for sub in subs:
-        rule = _rule_of(sub)
-        submitted[rule] = submitted.get(rule, 0) + 1
+        kind = _kind_of(sub)
+        submitted[kind] = submitted.get(kind, 0) + 1
         state = squeue_fields(sub["slurm"], "%T")
         assert state == ("CANCELLED" if sub["slurm"] == rehearsal.cancelled else "COMPLETED"), (
             sub, state)  # fmt: skip
-    assert submitted == {**planned, "train": planned["train"] + 1}, (submitted, planned)
-    assert planned["train"] == 6 and planned["profile"] == 2
+    assert planned["train"] == planned["average"] == planned["evaluate"] == 6
+    assert planned["profile"] == 2
+    expected = {rule: n for rule, n in planned.items() if rule not in ("train", "average",
+                                                                      "evaluate")}  # fmt: skip
+    expected.update({"group:average_evaluate_train": 3, "train": 3 + 1,
+                     "group:average_evaluate": 3})  # fmt: skip
+    assert submitted == expected, (submitted, planned)
+    print(f"\n{len(subs)} sbatch jobs for {sum(planned.values())} SLURM-side steps")
 
 
 def _job_field(job: str, name: str) -> str:
@@ -247,17 +266,22 @@ def test_gpu_shaped_requests_scheduled_on_the_nodes_gres(cluster: Cluster, rehea
     """The preset's nodes and GPUs per node, as GRES the scheduler places; G processes per
     node on the CPU (the local GPUs are only GRES)."""
     log = rehearsal.run.check()
-    trains = [s for s in submissions(log) if _rule_of(s) == "train"]
     shapes = {}
-    for sub in trains:
-        depth = "60-12" if "_60-12_" in sub["log"] else "6-6"
-        shapes.setdefault(depth, set()).add(
-            (_job_field(sub["slurm"], "NumNodes"), _job_field(sub["slurm"], "TresPerNode"))
-        )
-    assert shapes == {"6-6": {("1", "gres:gpu:2")}, "60-12": {("2", "gres:gpu:2")}}, shapes
     for sub in submissions(log):
-        if _rule_of(sub) in ("profile", "evaluate"):
+        kind = _kind_of(sub)
+        if kind in ("train", "group:average_evaluate_train"):
+            depth = "60-12" if "_60-12_" in sub["log"] else "6-6"
+            shapes.setdefault((kind, depth), set()).add((
+                _job_field(sub["slurm"], "NumNodes"), _job_field(sub["slurm"], "TresPerNode"),
+                _job_field(sub["slurm"], "TresPerJob")))  # fmt: skip
+        if kind in ("profile", "group:average_evaluate"):
             assert _job_field(sub["slurm"], "TresPerJob") == "gres:gpu:1", sub
+    # one node: the run's job asks the node's 2 GPUs in total (--gpus=2); two nodes:
+    # 2 per node (--gres=gpu:2), the training alone
+    assert shapes == {
+        ("group:average_evaluate_train", "6-6"): {("1", "", "gres:gpu:2")},
+        ("train", "60-12"): {("2", "gres:gpu:2", "")},
+    }, shapes  # fmt: skip
 
     folder = probe_folder(rehearsal.probe, cluster.workdir / TWO_NODE_RUN)
     ranks = [json.loads((folder / f"cpus.rank{r}.json").read_text()) for r in range(4)]

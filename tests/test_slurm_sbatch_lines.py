@@ -24,10 +24,12 @@ import yaml
 from tests.slurm_support import (
     PROFILE_DIR,
     REPO,
-    dry_run_jobs,
+    dry_run_text,
     jobstep_srun_prefix,
     load_profile,
     mock_job,
+    parse_job_infos,
+    planned_groups,
     sbatch_line,
     workflow_rules,
     write_local_overlay,
@@ -41,18 +43,27 @@ def _overlay(tmp: Path, **extra: Any) -> Path:
     return write_local_overlay(tmp, CPU_PART, GPU_PART, **extra)
 
 
-def _plan(tmp_path: Path, overlay_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def _plan_text(tmp_path: Path, overlay_extra: dict[str, Any] | None = None) -> str:
     overlay = _overlay(tmp_path / "overlay", **(overlay_extra or {}))
-    return dry_run_jobs(
+    return dry_run_text(
         REPO,
         ["--profile", str(PROFILE_DIR), "--profile", str(overlay), "paper_wmt14_en_fr"],
         REPO,
     )
 
 
+def _plan(tmp_path: Path, overlay_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return parse_job_infos(_plan_text(tmp_path, overlay_extra))
+
+
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return _plan(tmp_path_factory.mktemp("plan"))
+def plan_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _plan_text(tmp_path_factory.mktemp("plan"))
+
+
+@pytest.fixture(scope="module")
+def plan(plan_text: str) -> list[dict[str, Any]]:
+    return parse_job_infos(plan_text)
 
 
 def _settings() -> SimpleNamespace:
@@ -110,17 +121,22 @@ def test_profiling_gpu_model(tmp_path: Path) -> None:
     assert "--gpus=a100:1" in _flags(sbatch), sbatch
 
 
-@pytest.mark.parametrize("depth,nodes", [("6-6", 1), ("60-12", 2)])
-def test_training_gpus_per_node_and_nodes(
-    plan: list[dict[str, Any]], depth: str, nodes: int
+@pytest.mark.parametrize("depth,nodes,runtime", [("6-6", 1, "2700"), ("60-12", 2, "2880")])
+def test_training_gpus_and_nodes(
+    plan: list[dict[str, Any]], depth: str, nodes: int, runtime: str
 ) -> None:
     job = _job(plan, "train", variant="admin", depth=depth)
     sbatch, srun, _ = _lines(job)
     flags = _flags(sbatch)
     assert f"--nodes={nodes}" in flags, sbatch
-    # 8 GPUs on every node, as a per-node GRES; never a job-wide --gpus count.
-    assert "--gres=gpu:8" in flags, sbatch
-    assert not any(f.startswith("--gpus") for f in flags), sbatch
+    if nodes == 1:
+        # 8 GPUs in total on one node, which the run's group job (with the evaluate
+        # step's one GPU) can ask for: docs/slurm-internals.md, "One job per run"
+        assert "--gpus=8" in flags and not any(f.startswith("--gres") for f in flags), sbatch
+    else:
+        # 8 GPUs on every node, as a per-node GRES; never a job-wide --gpus count.
+        assert "--gres=gpu:8" in flags, sbatch
+        assert not any(f.startswith("--gpus") for f in flags), sbatch
     # One task per node (sbatch's default): no --ntasks, no --ntasks-per-gpu.
     assert not any(f.startswith("--ntasks") for f in flags), sbatch
     assert flags[flags.index("-p") + 1] == GPU_PART, sbatch
@@ -128,12 +144,36 @@ def test_training_gpus_per_node_and_nodes(
     # threads = CPUs per node (one task per node)
     assert f"--cpus-per-task={job['threads']}" in flags, sbatch
     assert flags[flags.index("--mem") + 1] == str(job["resources"]["mem_mb"])
-    # The config's training time limit (resources.train.runtime, minutes).
-    assert flags[flags.index("-t") + 1] == str(job["resources"]["runtime"]) == "2880", sbatch
-    # The jobstep's srun runs the rule once (-n1), asks for no GPU count (the step
-    # gets all of the job's GRES) and passes the node count (reduced to one node by
-    # srun since -n1).
-    assert srun == f"srun -n1 --cpu-bind=q --cpus-per-task={job['threads']} --nodes={nodes}"
+    # The config's training time limit (resources.train.runtime, minutes): a one-node
+    # run's job adds its average and evaluate steps' to it (48 h in all).
+    assert flags[flags.index("-t") + 1] == str(job["resources"]["runtime"]) == runtime, sbatch
+    # The jobstep's srun runs the rule once (-n1) and passes the node count (reduced to
+    # one node by srun since -n1); a multi-node step asks for no GPU count (it gets all
+    # of the job's GRES on its node).
+    gpus = " --gpus=8" if nodes == 1 else ""
+    assert srun == f"srun -n1 --cpu-bind=q --cpus-per-task={job['threads']}{gpus} --nodes={nodes}"
+
+
+def test_a_runs_steps_share_one_group_and_partition(
+    plan: list[dict[str, Any]], plan_text: str
+) -> None:
+    """On SLURM a run's train, average and evaluate steps are one job: a Snakemake group
+    named after the run, whose members must agree on every string resource (partition);
+    a two-node training is outside its run's group (admin.common.job_requests)."""
+    for depth in ("6-6", "60-12"):
+        jobs = {rule: _job(plan, rule, variant="admin", depth=depth)
+                for rule in ("train", "average", "evaluate")}  # fmt: skip
+        parts = {rule: job["resources"]["slurm_partition"] for rule, job in jobs.items()}
+        assert parts == dict.fromkeys(jobs, GPU_PART), parts
+        assert (jobs["evaluate"]["resources"]["gpu"], "gpu" in jobs["average"]["resources"]) == (
+            1, False)  # fmt: skip
+    groups = planned_groups(plan_text)
+    cells = [(v, d) for v in ("postln", "preln", "admin") for d in ("6-6", "60-12")]
+    one_node = {"average", "evaluate", "train"}
+    assert groups == {
+        f"run_wmt14_en_fr_{v}_{d}_1111": one_node if d == "6-6" else one_node - {"train"}
+        for v, d in cells
+    }, groups  # fmt: skip
 
 
 def _rule_blocks() -> dict[str, str]:

@@ -4,8 +4,9 @@ The rehearsal is ``paper_iwslt14_de_en --config rehearsal=true`` narrowed to Pos
 Admin at seed 1111 (two runs: Admin's has a profiling job), through ``--profile slurm``
 and a user's cluster profile fitted to the local nodes, as tests/test_slurm_rehearsal.py
 runs its own.  While Snakemake runs, the status is polled: every job it names is the
-one ``squeue`` lists for that run's rule (by the plugin's comment, in this workflow's
-folder) and the one Snakemake says it submitted for it.  Once the rehearsal is done
+one ``squeue`` lists for that run's profiling or for the run's group job (its train,
+average and evaluate steps; by the plugin's comment, in this workflow's folder) and the
+one Snakemake says it submitted for it.  Once the rehearsal is done
 every run is scored, with status.json's epochs and updates and scores.json's BLEU.
 
 Needs the two-node cluster (``bash scripts/slurm-local-cluster.sh start``); fails without
@@ -116,10 +117,14 @@ def test_status_follows_a_rehearsal_on_slurm(tmp_path: Path):
     submitted = {s["slurm"]: s["log"] for s in submissions(text)}
     for run, state, job, comment, where in seen:
         variant, depth, seed = run.replace("seed", "").split()
-        rule = _rule(state)
-        assert comment == f"rule_{rule}_wildcards_{DATASET}_{variant}_{depth}_{seed}", seen
+        if _rule(state) == "profile":
+            assert comment == f"rule_profile_wildcards_{DATASET}_{variant}_{depth}_{seed}", seen
+            where_logged = f"/rule_profile/{DATASET}_{variant}_{depth}_{seed}/{job}.log"
+        else:  # the run's one job: its train, average and evaluate steps
+            group = f"run_{DATASET}_{variant}_{depth}_{seed}_average_evaluate_train"
+            assert comment == f"rule_{group}", seen
+            where_logged = f"/group_{group}/{job}.log"
         assert os.path.realpath(where) == os.path.realpath(workdir)
-        where_logged = f"/rule_{rule}/{DATASET}_{variant}_{depth}_{seed}/{job}.log"
         assert where_logged in submitted.get(job, ""), (job, submitted)
 
     # done: every run scored, its numbers its files'

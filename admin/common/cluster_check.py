@@ -231,9 +231,10 @@ class Request:
 
 @dataclass(frozen=True)
 class Job:
-    rule: str
+    rule: str  # or a group job's name
     wildcards: tuple[tuple[str, str], ...]
     request: Request
+    what: str = "rule"  # "group job": a run's steps in one SLURM job (job_requests)
 
 
 def request_of(threads: int, resources: Mapping[str, Any]) -> Request:
@@ -278,19 +279,28 @@ def _minutes(value: Any) -> int | None:
 
 
 class SnakemakeJob(Protocol):
-    """What :func:`job_of` reads of a Snakemake job (snakemake 9 ``Job``)."""
+    """What :func:`job_of` reads of a Snakemake job (snakemake 9 ``Job``, or a
+    ``GroupJob``, which has a ``name`` instead of a rule and wildcards)."""
 
     rule: Any
     wildcards_dict: Mapping[str, Any]
+    name: str
     threads: int
     resources: Any
 
+    def is_group(self) -> bool: ...
+
 
 def job_of(job: SnakemakeJob) -> Job:
+    """The request SLURM gets for a job: a group job's is its members' combined
+    (Snakemake's: the largest CPUs, memory and GPUs, the summed time limits)."""
     res = job.resources
     resources = {name: res.get(name) for name in res.keys()}
+    request = request_of(job.threads, resources)
+    if job.is_group():
+        return Job(job.name, (), request, what="group job")
     wildcards = tuple((k, str(v)) for k, v in job.wildcards_dict.items())
-    return Job(job.rule.name, wildcards, request_of(job.threads, resources))
+    return Job(job.rule.name, wildcards, request)
 
 
 # --------------------------------------------------------------------------- the check
@@ -347,14 +357,14 @@ def problems(jobs: Iterable[Job], cluster: Cluster, auto_partition: bool = False
     A job goes to its ``slurm_partition``, else to the cluster's default partition; with
     ``auto_partition`` (the plugin's partition config picks one) to any that fits.
     """
-    groups: dict[tuple[str, Request], list[Job]] = {}
+    groups: dict[tuple[str, str, Request], list[Job]] = {}
     for job in jobs:
-        groups.setdefault((job.rule, job.request), []).append(job)
+        groups.setdefault((job.what, job.rule, job.request), []).append(job)
     lines = []
-    for (rule, req), members in groups.items():
+    for (what, rule, req), members in groups.items():
         why = _why(req, cluster, auto_partition)
         if why:
-            lines.append(f"{_who(rule, members)} asks for {req}; {why}")
+            lines.append(f"{_who(what, rule, members)} asks for {req}; {why}")
     return lines
 
 
@@ -379,11 +389,11 @@ def _why(req: Request, cluster: Cluster, auto_partition: bool) -> str | None:
     return f"{describe(part, req.nodes, req.gpu_model)}: {', '.join(reasons)}"
 
 
-def _who(rule: str, members: Sequence[Job]) -> str:
+def _who(what: str, rule: str, members: Sequence[Job]) -> str:
     first = ", ".join(f"{k}={v}" for k, v in members[0].wildcards)
     if len(members) == 1:
-        return f"rule {rule}" + (f" ({first})" if first else "")
-    return f"{len(members)} jobs of rule {rule} (the first: {first})"
+        return f"{what} {rule}" + (f" ({first})" if first else "")
+    return f"{len(members)} jobs of {what} {rule} (the first: {first})"
 
 
 def _plural(n: int, word: str) -> str:

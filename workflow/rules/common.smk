@@ -20,7 +20,7 @@ from snakemake.sourcecache import LocalSourceFile
 
 import admin.common.config as admin_config
 from admin import recipe as recipes
-from admin.common import cluster_check, run_folder
+from admin.common import cluster_check, job_requests, run_folder
 from admin.common import step_options
 from admin.common.errors import AdminError
 from admin.common.variants import VARIANTS, needs_profile
@@ -214,49 +214,48 @@ def res(rule_name, key):
             getattr(wildcards, "dataset", None),
             getattr(wildcards, "depth", None),
         )
-        # gpu: the GPUs of a one-node job (sbatch --gpus, --resources gpu=N);
-        # gres: GPUs per node of a (multi-node) training job (sbatch --gres)
+        # gpu: the GPUs of a one-node job (sbatch --gpus, --resources gpu=N)
         if key == "gpu":
             return values["gpus"] * values["nodes"]
-        if key == "gres":
-            return f"gpu:{values['gpus']}" if values["gpus"] else ""
         return values[key]
 
     return get
 
 
-def local_gpu_count(rule_name):
-    """The train rule's ``gpu`` resource: on a local run capped with ``--resources gpu=N``
-    its GPUs count against that one cap, as the profile and evaluate jobs' do.  Otherwise
-    (no cap, or the SLURM executor and its job step) there is none: the SLURM plugin
-    turns ``gpu`` into ``--gpus`` and a one-node ``srun`` (see slurm/config.yaml), so the
-    train rule's sbatch request stays ``--gres``.  Each job takes its own devices of
-    the machine itself (admin.common.gpu_lease)."""
-    per_node, nodes = res(rule_name, "gpus"), res(rule_name, "nodes")
+def train_gpu_request(kind):
+    """The train rule's GPU request of ``kind`` (``gpu`` or ``gres``): a one-node job's
+    GPUs as ``gpu`` (which the run's SLURM group shares, and a local ``--resources
+    gpu=N`` caps), a multi-node job's per node as ``gres`` (admin.common.job_requests).
+    """
+    per_node, nodes = res("train", "gpus"), res("train", "nodes")
 
     def get(wildcards):
-        # a Resource, valued None if not given
-        cap = workflow.global_resources.get("gpu")
-        cap = getattr(cap, "value", cap)
-        if cap is None or not workflow.local_exec:
-            return None  # no resource at all
         gpus, hosts = per_node(wildcards), nodes(wildcards)
+        if kind == "gres":
+            return job_requests.train_gres(gpus, hosts)
+        # a local run's cap (a Resource, valued None if not given); SLURM jobs have none
+        cap = workflow.global_resources.get("gpu")
+        cap = getattr(cap, "value", cap) if workflow.local_exec else None
         named = ", ".join(f"{k}={v}" for k, v in wildcards.items())
-        where = f"rule {rule_name} ({named})"
-        if hosts > 1:
-            raise WorkflowError(
-                f"{where} trains on {hosts} nodes of {gpus} GPUs: a local run cannot start "
-                "it; run it on a SLURM cluster (--profile slurm) or leave it out "
-                "(e.g. --config depths=[...])"
+        try:
+            return job_requests.train_gpu(
+                gpus, hosts, cap=cap, where=f"rule train ({named})"
             )
-        if gpus > cap:
-            # Snakemake would lower the job's count to the cap and let it use more GPUs.
-            raise WorkflowError(
-                f"{where} needs {gpus} GPUs, more than --resources gpu={cap}; lower "
-                f"resources.{rule_name}.gpus in a config file of yours (batch_gpus keeps "
-                "the recipe's batch)"
-            )
-        return gpus
+        except AdminError as err:
+            raise WorkflowError(str(err)) from None
+
+    return get
+
+
+def run_group(step):
+    """The SLURM job group of a run's step: one job per run (admin.common.job_requests)."""
+    nodes = res("train", "nodes")
+
+    def get(wildcards):
+        key = run_folder.RunKey(
+            wildcards.dataset, wildcards.variant, wildcards.depth, int(wildcards.seed)
+        )
+        return job_requests.run_group(step, key, nodes(wildcards))
 
     return get
 

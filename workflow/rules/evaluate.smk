@@ -10,6 +10,9 @@ rule average:
         f"{RUN_LOGS}/average.log",
     benchmark:
         f"{RUN_BENCHMARKS}/average.tsv"
+    # in the run's SLURM job, after its training (common.smk)
+    group:
+        run_group("average")
     conda:
         "../../envs/admin.yaml"
     threads: res("average", "cpus")
@@ -41,6 +44,8 @@ rule evaluate:
         f"{RUN_BENCHMARKS}/evaluate.tsv"
     # A GPU job lost to a node failure or a preemption runs again.
     retries: 2
+    group:
+        run_group("evaluate")
     conda:
         "../../envs/admin.yaml"
     threads: res("evaluate", "cpus")

@@ -73,17 +73,20 @@ rule train:
         f"{RUN_BENCHMARKS}/train.tsv"
     # A failed or timed-out training is resubmitted and resumes from its checkpoint.
     retries: 2
+    # On SLURM a run's train, average and evaluate steps are one job (common.smk).
+    group:
+        run_group("train")
     conda:
         "../../envs/admin.yaml"
     threads: res("train", "cpus")
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-        # GPUs per node as SLURM's gres (never `gpu` or `tasks`: see slurm/config.yaml)
-        gres=res("train", "gres"),
+        # one node: `gpu` (sbatch --gpus, or a local --resources gpu=N cap); several
+        # nodes: per node as `gres` (never `tasks`: see slurm/config.yaml)
+        gpu=train_gpu_request("gpu"),
+        gres=train_gpu_request("gres"),
         gpus_per_node=res("train", "gpus"),
-        # only on a local run capped with --resources gpu=N: one cap for every GPU job
-        gpu=local_gpu_count("train"),
         nodes=res("train", "nodes"),
         cpu_procs=res("train", "cpu_procs"),
     params:
