@@ -43,17 +43,20 @@ checkpoint of a run flagged ``diverged`` (:func:`admin.common.run_folder.prune_a
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from admin.baselines import read_binarized
 from admin.common import gpu_lease
 from admin.common import run_folder as rf
 from admin.common.atomic import atomic_path, atomic_write_text
@@ -113,14 +116,25 @@ def language_pair(data_bin: Path, subset: str) -> tuple[str, str]:
 
 
 def test_set_size(data_bin: Path, subset: str, src: str, tgt: str) -> int:
-    logging.getLogger("fairseq").setLevel(logging.WARNING)
-    from fairseq.data import data_utils
-
+    """Sentences of the binarized test set, read from its index (no fairseq import)."""
     prefix = data_bin / f"{subset}.{src}-{tgt}.{src}"
-    dataset = data_utils.load_indexed_dataset(str(prefix), None)
-    if dataset is None:
+    if not Path(f"{prefix}.idx").is_file():
         raise AdminError(f"no binarized {subset} set {prefix}.{{bin,idx}} in {data_bin}")
-    return len(dataset)
+    return read_binarized(prefix)[1]
+
+
+def _import_scorer() -> threading.Thread:
+    """Import fairseq's BLEU scorer in the background, while fairseq-generate runs in its
+    own process: the import (seconds, most of this process's start-up) then costs no
+    wall time (measured in docs/slurm-internals.md, "Where an evaluate job's time goes")."""
+
+    def load() -> None:
+        logging.getLogger("fairseq").setLevel(logging.WARNING)
+        importlib.import_module("fairseq.scoring.bleu")
+
+    thread = threading.Thread(target=load, name="import fairseq", daemon=True)
+    thread.start()
+    return thread
 
 
 def parse_generate(text: str, expected: int) -> tuple[list[str], list[str]]:
@@ -255,9 +269,11 @@ def evaluate(req: Request) -> dict[str, Any]:
     log = req.log or out_dir / "generate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = generate_argv(data_bin, checkpoint, src, tgt, hparams)
+    importing = _import_scorer()
     with atomic_path(out_dir / "generate.txt") as tmp:
         with open(tmp, "w", encoding="utf-8") as out, open(log, "w", encoding="utf-8") as err:
             code = subprocess.run(argv, stdout=out, stderr=err, check=False).returncode
+        importing.join()
         if code != 0:
             raise AdminError(f"fairseq-generate failed (exit code {code}); see {log}")
         generated = Path(tmp).read_text(encoding="utf-8")
