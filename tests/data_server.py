@@ -17,6 +17,8 @@ class ServerState:
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
     # path -> number of bytes after which the *next* response to it is cut off
     break_after: dict[str, int] = field(default_factory=dict)
+    # paths sent with no Content-Length, ended by closing (a misconfigured mirror)
+    no_length: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -46,7 +48,11 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
+            if self.path in state.no_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             with state.lock:
@@ -57,8 +63,12 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             # may read the counter, and this thread may not have run on yet.
             with state.lock:
                 state.bytes_sent += len(body)
-            self.wfile.write(body)
-            self.wfile.flush()
+            try:
+                self.wfile.write(body)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True  # the client hung up (it refused the body)
+                return
             if cut is not None:
                 self.close_connection = True
 

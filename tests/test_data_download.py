@@ -6,10 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,7 +13,7 @@ import pytest
 from admin.common.errors import AdminError
 from admin.data.download import LockFile, SizeMismatch, fetch_archive
 from admin.data.registry import MULTI30K_DE_EN, Archive
-from tests.data_server import serve
+from tests.data_server import ServerState, serve
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -89,20 +85,22 @@ def test_offline_folder_is_verified_and_never_deleted(tmp_path: Path) -> None:
 
 # --- the size announced by the server, checked before the body ----------------------------
 
+WRONG_THEN_RIGHT = {"/wrong/blob.tgz": os.urandom(BIG), "/right/blob.tgz": DATA}
+
+
+def _wrong_then_right(base: str, state: ServerState) -> Archive:
+    """An archive whose first URL announces BIG bytes but sends none of them (break_after
+    0: a refusal can only come from the headers), and whose second URL is right."""
+    state.break_after["/wrong/blob.tgz"] = 0
+    urls = (f"{base}/wrong/blob.tgz", f"{base}/right/blob.tgz")
+    return Archive("blob.tgz", urls, sha256=SHA, size=len(DATA))
+
 
 def test_announced_size_mismatch_is_refused_before_the_body(tmp_path: Path) -> None:
-    # The wrong URL announces BIG bytes but sends none of them (break_after 0): the
-    # refusal can only come from the headers.  Had the client read the body, it would
-    # have met a broken connection and retried the same URL.
-    files = {"/wrong/blob.tgz": os.urandom(BIG), "/right/blob.tgz": DATA}
-    with serve(files) as (base, state):
-        state.break_after["/wrong/blob.tgz"] = 0
-        archive = Archive(
-            "blob.tgz",
-            (f"{base}/wrong/blob.tgz", f"{base}/right/blob.tgz"),
-            sha256=SHA,
-            size=len(DATA),
-        )
+    # Had the client read the wrong URL's body, it would have met a broken connection
+    # and retried the same URL.
+    with serve(WRONG_THEN_RIGHT) as (base, state):
+        archive = _wrong_then_right(base, state)
         path = fetch_archive(archive, tmp_path, retries=3)
         assert state.requests == [("/wrong/blob.tgz", None), ("/right/blob.tgz", None)]
         assert state.bytes_sent == len(DATA)  # the right body only
@@ -128,15 +126,8 @@ def test_announced_total_of_a_resumed_download_is_checked(tmp_path: Path) -> Non
     # A previous run left a valid prefix.  A server whose Content-Range says the whole file
     # has another size is refused and the prefix is kept; the next URL resumes it.
     (tmp_path / ".blob.tgz.part").write_bytes(DATA[:100_000])
-    files = {"/wrong/blob.tgz": os.urandom(BIG), "/right/blob.tgz": DATA}
-    with serve(files) as (base, state):
-        state.break_after["/wrong/blob.tgz"] = 0
-        archive = Archive(
-            "blob.tgz",
-            (f"{base}/wrong/blob.tgz", f"{base}/right/blob.tgz"),
-            sha256=SHA,
-            size=len(DATA),
-        )
+    with serve(WRONG_THEN_RIGHT) as (base, state):
+        archive = _wrong_then_right(base, state)
         fetch_archive(archive, tmp_path)
         assert state.requests == [
             ("/wrong/blob.tgz", "bytes=100000-"),
@@ -225,41 +216,9 @@ def test_md5_only_archive_records_sha256_and_size(tmp_path: Path) -> None:
     assert lock.get("blob.tgz") == {"sha256": SHA, "size": len(DATA), "url": f"{base}/blob.tgz"}
 
 
-@contextmanager
-def _serve_without_length(body: bytes) -> Iterator[tuple[str, list[int]]]:
-    """A server that sends ``body`` with no Content-Length (ended by closing), as a
-    misconfigured mirror might; yields (base URL, [bytes it managed to send])."""
-    sent = [0]
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self.send_response(200)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            try:
-                for i in range(0, len(body), 1 << 16):
-                    self.wfile.write(body[i : i + (1 << 16)])
-                    sent[0] += len(body[i : i + (1 << 16)])
-            except OSError:
-                pass  # the client hung up
-            self.close_connection = True
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", sent
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_body_running_past_the_expected_size_is_cut_off(tmp_path: Path) -> None:
-    with _serve_without_length(DATA + os.urandom(BIG)) as (base, _):
+    with serve({"/blob.tgz": DATA + os.urandom(BIG)}) as (base, state):
+        state.no_length.add("/blob.tgz")
         archive = Archive("blob.tgz", (f"{base}/blob.tgz",), sha256=SHA, size=len(DATA))
         with pytest.raises(AdminError) as err:
             fetch_archive(archive, tmp_path, retries=0)
