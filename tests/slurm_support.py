@@ -17,6 +17,8 @@ import re
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -401,3 +403,41 @@ def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         out[key] = (deep_update(out[key], value) if isinstance(value, dict)
                     and isinstance(out.get(key), dict) else value)  # fmt: skip
     return out
+
+
+# --- a workflow on the local two-node cluster ------------------------------------------
+
+
+@dataclass
+class LocalCluster:
+    """A workflow folder set up for the local two-node cluster: the presets' requests
+    fitted to its nodes (a config file) and a user's own profile for it."""
+
+    base: Path
+    workdir: Path
+    config: Path
+    profile: Path
+
+    @property
+    def configfiles(self) -> list[str]:
+        return [str(REPO / "config" / "config.yaml"), str(self.config)]
+
+    def args(self, *targets: str, config: Sequence[str] = (), profile: Path | None = None) -> list:
+        """Snakemake's arguments for ``targets``; ``config``: --config items."""
+        # targets first: --configfile takes every word after it; --config last
+        return [
+            *targets, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.workdir),
+            "--profile", str(PROFILE_DIR), "--profile", str(profile or self.profile),
+            "--configfile", *self.configfiles, "--config", *config,
+        ]  # fmt: skip
+
+
+def local_cluster(base: Path) -> LocalCluster:
+    """``base``/work as the workflow folder, the cluster's config and profile beside it."""
+    require_slurm()
+    workdir = base / "work"
+    workdir.mkdir(parents=True)
+    config = base / "local-cluster.yaml"
+    config.write_text(yaml.safe_dump(local_cluster_config(), sort_keys=False))
+    profile = write_local_overlay(base / "my-cluster", default_partition())
+    return LocalCluster(base, workdir, config, profile)

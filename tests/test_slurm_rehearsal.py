@@ -32,29 +32,26 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.slurm_support import (
-    PROFILE_DIR,
     REPO,
     SNAKEMAKE,
     cancel_run_jobs,
-    default_partition,
     job_stats,
-    local_cluster_config,
-    require_slurm,
+    local_cluster,
     run_snakemake,
     snakemake_env,
     squeue_fields,
     submissions,
     workflow_rules,
-    write_local_overlay,
 )
+from tests.slurm_support import LocalCluster as Cluster
 from tests.steps_support import probe_folder
 
 pytestmark = pytest.mark.slow
@@ -65,23 +62,6 @@ RESULTS = Path("rehearsal") / "results" / DATASET
 TWO_NODE_RUN = RESULTS / "postln" / "60-12" / "seed1111"
 ATTEMPT = "==== admin.train attempt"
 LOADED_RE = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
-
-
-@dataclass
-class Cluster:
-    base: Path
-    workdir: Path
-    config: Path
-    profile: Path
-
-    def args(self, *targets: str, config: list[str] = (), profile: Path | None = None) -> list:
-        # targets first: --configfile takes every word after it; --config last
-        return [
-            *targets, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.workdir),
-            "--profile", str(PROFILE_DIR), "--profile", str(profile or self.profile),
-            "--configfile", str(REPO / "config" / "config.yaml"), str(self.config),
-            "--config", "rehearsal=true", *config,
-        ]  # fmt: skip
 
 
 @dataclass
@@ -97,14 +77,12 @@ class Run:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    require_slurm()
-    base = tmp_path_factory.mktemp("slurm_rehearsal")
-    workdir = base / "work"
-    workdir.mkdir()
-    config = base / "local-cluster.yaml"
-    config.write_text(yaml.safe_dump(local_cluster_config(), sort_keys=False))
-    profile = write_local_overlay(base / "my-cluster", default_partition())
-    return Cluster(base, workdir, config, profile)
+    return local_cluster(tmp_path_factory.mktemp("slurm_rehearsal"))
+
+
+def _args(cluster: Cluster, *targets: str, config: Sequence[str] = ()) -> list[str]:
+    """A rehearsal of ``targets``, with more --config items."""
+    return cluster.args(*targets, config=["rehearsal=true", *config])
 
 
 def _start(cluster: Cluster, args: list[str], log: Path, env: dict[str, str] | None = None):
@@ -174,7 +152,7 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     log = cluster.base / "rehearsal.log"
     t0 = time.monotonic()
     env = {"PYTHONPATH": _with_probe(), "ADMIN_RANK_PROBE_DIR": str(probe)}
-    proc = _start(cluster, cluster.args("paper_wmt14_en_fr"), log, env=env)
+    proc = _start(cluster, _args(cluster, "paper_wmt14_en_fr"), log, env=env)
     cancelled: list[str] = []
 
     def preempt() -> None:
@@ -389,7 +367,7 @@ def killed_snakemake(cluster: Cluster, rehearsal: Rehearsal) -> KilledDrill:
     run = RESULTS / "postln" / "2-2" / "seed7"
     run_dir = cluster.workdir / run
     config = ["variants=[postln]", "depths=[2-2]", "seeds=[7]", "rehearsal_settings={epochs: 10}"]
-    args = cluster.args("paper_wmt14_en_fr", config=config)
+    args = _args(cluster, "paper_wmt14_en_fr", config=config)
     first_log = cluster.base / "killed-first.log"
     first = _start(cluster, args, first_log)
     stopped: list[int] = []
@@ -490,7 +468,7 @@ def node_down(cluster: Cluster, rehearsal: Rehearsal) -> NodeDrill:
     config = ["variants=[postln]", "depths=[60-12]", "seeds=[8]", "rehearsal_settings={epochs: 6}"]
     log = cluster.base / "node-down.log"
     t0 = time.monotonic()
-    proc = _start(cluster, cluster.args(str(run / "status.json"), config=config), log)
+    proc = _start(cluster, _args(cluster, str(run / "status.json"), config=config), log)
     try:
         _wait(lambda: (run_dir / "checkpoints" / "checkpoint1.pt").exists(), 900,
               "the first epoch checkpoint of the two-node run", proc)  # fmt: skip

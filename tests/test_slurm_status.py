@@ -25,22 +25,17 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from admin import budget
 from admin.status import load
 from tests.slurm_support import (
-    PROFILE_DIR,
     REPO,
     SNAKEMAKE,
     cancel_run_jobs,
-    default_partition,
-    local_cluster_config,
-    require_slurm,
+    local_cluster,
     snakemake_env,
     squeue_fields,
     submissions,
-    write_local_overlay,
 )
 from tests.test_status import hours_rows, run_rows
 
@@ -59,13 +54,8 @@ def _rule(state: str) -> str:
 
 
 def test_status_follows_a_rehearsal_on_slurm(tmp_path: Path):
-    require_slurm()
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    config = tmp_path / "local-cluster.yaml"
-    config.write_text(yaml.safe_dump(local_cluster_config(), sort_keys=False))
-    profile = write_local_overlay(tmp_path / "my-cluster", default_partition())
-    configfiles = [str(REPO / "config" / "config.yaml"), str(config)]
+    cluster = local_cluster(tmp_path)
+    workdir, configfiles = cluster.workdir, cluster.configfiles
     log = tmp_path / "snakemake.log"
 
     def status() -> str:
@@ -77,11 +67,9 @@ def test_status_follows_a_rehearsal_on_slurm(tmp_path: Path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
-    args = [TARGET, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--profile", str(PROFILE_DIR), "--profile", str(profile),
-            "--configfile", *configfiles, "--config", *NARROW]  # fmt: skip
     with open(log, "w", encoding="utf-8") as handle:
-        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=REPO, env=snakemake_env(),
+        proc = subprocess.Popen([SNAKEMAKE, *cluster.args(TARGET, config=NARROW)], cwd=REPO,
+                                env=snakemake_env(),
                                 stdout=handle, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
         seen: list[tuple[str, ...]] = []  # (run, state, job, squeue's comment and workdir)
