@@ -43,6 +43,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.preprocessing",
         "tokenize + BPE sentences/s: 1 process, all cores, plain reference loop",
     ),
+    "data_pipeline": (
+        "benchmarks.data_pipeline",
+        "each data step at 250k and 1M pairs: sent/s, peak RSS, bytes written; vs plain tools",
+    ),
     "checkpoint_averaging": (
         "benchmarks.checkpoint_averaging",
         "admin.average over 10 checkpoints: time and peak memory",
