@@ -91,3 +91,29 @@ def test_post_bpe_clean_and_binarize_cli(tokenized: Path, tmp_path: Path) -> Non
             for ext in ("bin", "idx"):
                 assert (out / f"{split}.xx-yy.{lang}.{ext}").stat().st_size > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_binarize_refuses_unequal_sides_naming_both_counts(tmp_path: Path) -> None:
+    from admin.data.binarize import binarize
+
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.xx").write_text("a b\nc\n")
+        (tmp_path / f"{split}.yy").write_text("d e\nf\n")
+    (tmp_path / "valid.yy").write_text("d e\nf\ng")  # a third line, without its newline
+    with pytest.raises(AdminError) as err:
+        binarize(tmp_path, tmp_path / "data-bin", "xx", "yy")
+    assert str(err.value) == (
+        f"parallel corpus sides differ in line count: {tmp_path / 'valid.xx'} has 2 lines, "
+        f"{tmp_path / 'valid.yy'} has 3 lines"
+    )
+    assert not (tmp_path / "data-bin").exists()
+
+
+def test_count_lines_streams_and_counts_as_split_lines(tmp_path: Path) -> None:
+    from admin.data.textio import count_lines, split_lines
+
+    cases = [b"", b"\n", b"a", b"a\n", b"a\nb", b"a\n\nb\n", b"x" * (3 << 20) + b"\ny"]
+    for i, data in enumerate(cases):
+        path = tmp_path / f"{i}.txt"
+        path.write_bytes(data)
+        assert count_lines(path) == len(split_lines(data)), data[:10]

@@ -20,7 +20,8 @@ from pathlib import Path
 from admin.common.atomic import atomic_path
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
-from admin.data.corpus import require_files, zip_parallel
+from admin.data.corpus import require_files
+from admin.data.textio import check_counts, count_lines
 
 
 def binarize(
@@ -35,8 +36,10 @@ def binarize(
 ) -> None:
     require_files(in_dir, [f"{s}.{lang}" for s in splits for lang in (src, tgt)])
     for split in splits:
-        for _ in zip_parallel(in_dir / f"{split}.{src}", in_dir / f"{split}.{tgt}"):
-            pass  # fairseq would silently misalign unequal sides; fail with both counts
+        # fairseq would silently misalign unequal sides; fail with both counts (counted
+        # in blocks, not decoded line by line: fairseq-preprocess reads them next)
+        sides = (in_dir / f"{split}.{src}", in_dir / f"{split}.{tgt}")
+        check_counts(*(count_lines(path) for path in sides), *map(str, sides))
     with atomic_path(out, directory=True) as tmp:
         cmd = [
             sys.executable,
