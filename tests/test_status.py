@@ -376,6 +376,10 @@ def test_155_run_folders_are_read_from_their_tails(tiny: Tiny, tmp_path: Path):
                     os.link(source / file, run / file)
             os.link(big if name == "flagged" else source / "checkpoints" / "train.log",
                     run / "checkpoints" / "train.log")  # fmt: skip
+            # where each attempt starts: the long history begins with the real one
+            os.link(
+                source / "checkpoints" / "attempts.jsonl", run / "checkpoints" / "attempts.jsonl"
+            )
         want[f"{variant} 2-2 seed{seed}"] = name
     config = tmp_path / "155.yaml"
     config.write_text(yaml.safe_dump(tiny_config(
