@@ -24,7 +24,8 @@ def test_the_gpu_cap_counts_training_too():
         if job["rule"] == "train":
             # the rest of its request is today's
             res = job["resources"]
-            assert (res["gres"], res["gpus_per_node"], res["nodes"]) == ("gpu:1", 1, 1)
+            # one node: its GPUs as `gpu` (no per-node gres; docs/slurm-internals.md)
+            assert (res["gres"], res["gpus_per_node"], res["nodes"]) == ("", 1, 1)
             assert shell_option(job, "--nproc-per-node") == "1"
             assert shell_option(job, "--device") == "cuda"
         elif job["rule"] not in GPU_RULES:
@@ -33,10 +34,16 @@ def test_the_gpu_cap_counts_training_too():
     assert _gpus(en_de, "train") == {4} and _gpus(en_de, "evaluate") == {1}
 
 
-def test_without_a_cap_training_declares_no_gpu_resource():
+def test_without_a_cap_every_gpu_step_declares_its_gpus():
+    """Without ``--resources gpu=N`` Snakemake counts ``gpu`` against nothing: the
+    declaration is what a cap, or the SLURM group job of a run, would count."""
     jobs = plan("paper_iwslt14_de_en")
-    assert _gpus(jobs, "train") == {None}
-    assert _gpus(jobs, "profile") == _gpus(jobs, "evaluate") == {1}
+    assert _gpus(jobs, "train") == _gpus(jobs, "profile") == _gpus(jobs, "evaluate") == {1}
+    # a two-node training asks per node (gres) and no job-wide count, cap or not
+    en_fr = [j for j in plan("paper_wmt14_en_fr") if j["rule"] == "train"]
+    shapes = {(j["resources"]["nodes"], j["resources"].get("gpu"), j["resources"]["gres"])
+              for j in en_fr}  # fmt: skip
+    assert shapes == {(1, 8, ""), (2, None, "gpu:8")}, shapes
 
 
 @pytest.mark.parametrize(
@@ -56,8 +63,8 @@ def test_a_training_that_cannot_fit_the_cap_stops_the_plan(target, cap, message)
 
 
 def test_the_slurm_executors_are_not_local():
-    """What keeps ``gpu`` off the train rule's sbatch and srun lines, whatever the cap:
-    both SLURM executors run jobs elsewhere (``workflow.local_exec`` is false)."""
+    """What keeps a local ``--resources gpu=N`` cap from being checked against SLURM
+    jobs: both SLURM executors run jobs elsewhere (``workflow.local_exec`` is false)."""
     from snakemake_executor_plugin_slurm import common_settings as submit
     from snakemake_executor_plugin_slurm_jobstep import common_settings as jobstep
 

@@ -128,9 +128,13 @@ def test_profile_requests_one_gpu_and_train_the_presets_gpus_and_nodes(plans, ta
         elif job["rule"] == "train":
             wc = job["wildcards"]
             gpus, nodes = TRAIN_SHAPE[wc["dataset"], wc["depth"]]
-            assert res["gres"] == f"gpu:{gpus}" and res["gpus_per_node"] == gpus, job
-            assert res["nodes"] == nodes, job
-            assert "gpu" not in res  # sbatch --gpus would fight --gres (slurm/config.yaml)
+            assert res["gpus_per_node"] == gpus and res["nodes"] == nodes, job
+            # one node: GPUs in total (`gpu`, which the run's SLURM group job can hold);
+            # several: per node (`gres`), never both (sbatch would get --gres and --gpus)
+            if nodes == 1:
+                assert res["gpu"] == gpus and res["gres"] == "", job
+            else:
+                assert "gpu" not in res and res["gres"] == f"gpu:{gpus}", job
             # ... and the step launches that many processes per node on that many nodes
             assert shell_option(job, "--nproc-per-node") == str(gpus)
             assert shell_option(job, "--nnodes") == str(nodes)

@@ -92,7 +92,7 @@ def test_demo_produces_table_plots_and_report(demo):
         # scored: the training checkpoints are gone (checkpoints.keep: none, the default),
         # the run's record and history stay
         kept = sorted(p.name for p in (run / "checkpoints").iterdir())
-        assert kept == ["run.json", "train.log"], (run, kept)
+        assert kept == ["attempts.jsonl", "run.json", "train.log"], (run, kept)
 
 
 def test_table_numbers_are_the_scores_numbers(demo):
