@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +132,22 @@ def lock_holder(folder: rf.RunFolder, jobs: Iterable[Job] | None) -> str | None:
     return f"host {holder.get('host')}"
 
 
-def local_steps() -> dict[Path, str]:
+def local_steps(deadline_s: float = 5.0) -> dict[Path, str]:
     """Run folders (resolved) that a training or profiling step on this machine is
-    working on, read from the processes' command lines: "train" or "profile"."""
+    working on, read from the processes' command lines: "train" or "profile".
+
+    Reading ``/proc/<pid>/cmdline`` takes the target's memory lock, and a process frozen
+    by SLURM's cgroup freezer can hold it for as long as it stays frozen; the read then
+    blocks, and no signal but a fatal one ends it.  So the scan runs in a daemon thread
+    and the status waits for it at most ``deadline_s``: it then reports what was read."""
     found: dict[Path, str] = {}
+    scan = threading.Thread(target=_scan_processes, args=(found,), daemon=True)
+    scan.start()
+    scan.join(deadline_s)
+    return dict(found)
+
+
+def _scan_processes(found: dict[Path, str]) -> None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -152,4 +165,3 @@ def local_steps() -> dict[Path, str]:
             path = Path(argv[argv.index(option) + 1])
             run = path if what == "train" else path.parent  # --out <run>/profile.json
             found[(cwd / run).resolve()] = what
-    return found
