@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -279,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
+def _exit_on_sigint() -> None:
+    """``--watch`` ends on Ctrl-C even while a refresh waits in the kernel (a ``/proc``
+    read of a frozen process, an unanswered ``squeue``), where no KeyboardInterrupt can
+    reach it: SIGINT is blocked in every thread and one thread waits for it and ends the
+    process.  What the refresh had not printed yet is not printed."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def wait() -> None:
+        signal.sigwait({signal.SIGINT})
+        os._exit(0)
+
+    threading.Thread(target=wait, name="SIGINT", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.count is not None and args.count < 1:
@@ -289,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_datasets(cfg, args.target)  # a wrong target stops here, before any refresh
     hw = budget.Hardware(args.gpu)
     clear = bool(args.watch) and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    if args.watch:
+        _exit_on_sigint()
     try:
         for refresh in itertools.count(1):
             text = render(snapshot(cfg, prefix, args.target, args.directory, hw), hw)
