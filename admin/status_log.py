@@ -46,6 +46,9 @@ class LogState:
     speeds: list[tuple[float, float]] = field(default_factory=list)  # (wps, wpb), newest first
     first_stamp: datetime | None = None  # the history's first fairseq line
     last_stamp: datetime | None = None  # its newest one
+    indexed: bool = False  # the attempts' index was read (then the next two hold)
+    earlier_seconds: float = 0.0  # the spans of the attempts before the newest
+    newest_start: datetime | None = None  # the newest attempt's first fairseq line
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -60,10 +63,6 @@ class LogState:
         if not tps:
             return None
         return sum(b for _, b in self.speeds) / len(self.speeds) / tps
-
-    indexed: bool = False  # the attempts' index was read (then the next two hold)
-    earlier_seconds: float = 0.0  # the spans of the attempts before the newest
-    newest_start: datetime | None = None  # the newest attempt's first fairseq line
 
     @property
     def span_seconds(self) -> float | None:
