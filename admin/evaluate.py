@@ -62,7 +62,7 @@ from admin.common import run_folder as rf
 from admin.common.atomic import atomic_path, atomic_write_text
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
-from admin.common.fairseq_args import to_argv
+from admin.common.fairseq_args import precision, to_argv
 from admin.common.fairseq_command import PLUGIN_DIR, parse_json_object
 from admin.common.launch import without_gpu_options
 from admin.data.textio import read_lines
@@ -298,7 +298,7 @@ def evaluate(req: Request) -> dict[str, Any]:
         "checkpoint": average["checkpoint"],
         "beam": hparams["beam"],
         "lenpen": hparams.get("lenpen", 1.0),
-        "precision": "fp16" if hparams.get("fp16") else "bf16" if hparams.get("bf16") else "fp32",
+        "precision": precision(hparams),
     }
     if m := _BLEU4.search(generated):
         scores["fairseq_generate_line"] = m[1]

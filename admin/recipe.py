@@ -33,6 +33,7 @@ from typing import Any
 from admin.common import config as cfgmod
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
+from admin.common.fairseq_args import precision
 from admin.common.fairseq_command import check_training_options
 from admin.common.run_folder import Recipe, RunKey, parse_depth, write_recipe
 from admin.common.variants import MODEL_CODE_VERSION, VARIANTS, needs_profile
@@ -137,9 +138,11 @@ def make_spec(
     identity.pop("update_freq", None)
     enc, dec = parse_depth(key.depth)
     profiling = None
+    profile_precision = "fp32"
     if needs_profile(key.variant):
         prof, _, _ = split_hparams({**hparams, **(profile_hparams or {})})
         prof.pop("update_freq", None)
+        profile_precision = precision(prof)
         # only what differs from the training options matters (None: left out)
         profiling = {
             k: prof.get(k)
@@ -161,6 +164,9 @@ def make_spec(
             "profile_hparams": profiling,
             "model_code": MODEL_CODE_VERSION,
             **({} if own_profile else {"profile_seed": profile_seed}),
+            # A half-precision run's profile is taken in that precision on a GPU (the
+            # fairseq plugin); recorded only then, so that fp32 recipes keep their id.
+            **({} if profile_precision == "fp32" else {"profile_precision": profile_precision}),
         },
     }
 

@@ -137,6 +137,7 @@ class RunFigures:
     omegas: dict[str, list[float]] = field(default_factory=dict)
     profile_gpu: str | None = None
     profile_fp16: bool | None = None
+    profile_dtype: str | None = None  # the profile's meta: the dtype its forward ran in
     job_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -224,6 +225,7 @@ def read_run(workflow: Path, folder: Path, mode: str) -> RunFigures:
                 encoder_embed_dim=prof.encoder.embed_dim, decoder_embed_dim=prof.decoder.embed_dim,
             )  # fmt: skip
             run.omegas = {"encoder": prof.encoder.omegas, "decoder": prof.decoder.omegas}
+            run.profile_dtype = prof.meta.get("dtype")
         except Exception as err:  # the message names the file and what is wrong
             run.problems.append(f"{run.name}: {err}")
         profile_log = workflow / "logs" / folder.relative_to("results") / "profile.fairseq.log"
@@ -248,10 +250,12 @@ def read_run(workflow: Path, folder: Path, mode: str) -> RunFigures:
             run.problems.append(
                 f"{run.name}: the loss scale fell to {min(low)}, below the threshold {threshold}"
             )
-        if key.variant == "admin" and (run.profile_gpu is None or not run.profile_fp16):
+        if key.variant == "admin" and (
+            run.profile_gpu is None or not run.profile_fp16 or run.profile_dtype != "torch.float16"
+        ):
             run.problems.append(
-                f"{run.name}: the profiling run was not on CUDA with fp16 "
-                f"(device: {run.profile_gpu}, fp16: {run.profile_fp16})"
+                f"{run.name}: the profiling run was not on CUDA with fp16 (device: "
+                f"{run.profile_gpu}, fp16: {run.profile_fp16}, profiled in {run.profile_dtype})"
             )
         if key.depth == "2-2" and not run.bleu >= MIN_BLEU_2_2:
             run.problems.append(

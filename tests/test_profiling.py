@@ -127,3 +127,33 @@ def test_profiling_refuses_more_than_one_process(tiny_databin, tmp_path):
             "--distributed-world-size", "2",
         )  # fmt: skip
     assert not (tmp_path / "p.json").exists()
+
+
+def test_a_half_precision_run_is_profiled_in_its_precision_on_a_gpu_only():
+    dtype = PLUGIN.model.profiling_dtype
+    assert dtype("fp16", use_cuda=True) == torch.float16
+    assert dtype("bf16", use_cuda=True) == torch.bfloat16
+    assert dtype("fp32", use_cuda=True) == torch.float32
+    # the CPU steps train in fp32 (fairseq's fp16 and bf16 are GPU-only): so is the profile
+    assert dtype("fp16", use_cuda=False) == dtype("bf16", use_cuda=False) == torch.float32
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_a_half_precision_profile_follows_the_fp32_one(tiny_databin, half):
+    """The forward pass the GPU path profiles after casting the model, run on the CPU:
+    the recurrence is the same, in float64 over half-precision activations, so the omegas
+    agree with the fp32 profile of the same batch to the half type's precision."""
+    args = parse_train_args(tiny_databin, "--init-type", "admin-logn")
+    task, model = build(tiny_databin, "--init-type", "admin-logn")
+    batch = first_training_batch(args, task, model)
+    torch.manual_seed(0)
+    model.eval()  # no dropout: both passes see the same activations up to rounding
+    full = model.profile(**batch["net_input"])
+    model.to(half)
+    cast = model.profile(**batch["net_input"])
+    assert cast.meta["dtype"] == str(half) and full.meta["dtype"] == "torch.float32"
+    tolerance = {torch.bfloat16: 2e-2, torch.float16: 2e-3}[half]
+    for name in ("encoder", "decoder"):
+        ours, ref = cast.stack(name).omegas, full.stack(name).omegas
+        assert ours == pytest.approx(ref, rel=tolerance), name
+        assert ours != ref  # it did run in the half type

@@ -88,6 +88,22 @@ def test_admin_recipe_records_its_profiling_options(cfg):
         "profile_hparams"] is None  # fmt: skip
 
 
+def test_a_half_precision_profile_is_part_of_the_admin_recipe(cfg):
+    """IWSLT'14 trains in fp16, so its Admin profile is taken in fp16 on a GPU and the
+    recipe says so; fp32 profiling (``profile_hparams: {fp16: null}``) is another recipe,
+    the fp32 demo and the other variants carry no such key."""
+    fp16 = recipes.spec(cfg, "iwslt14_de_en", "admin", "6-6", 1111)["identity"]
+    assert fp16["hparams"]["fp16"] is True and fp16["profile_precision"] == "fp16"
+    fp32 = recipes.spec(cfgmod.deep_merge(cfg, {"experiments": {"iwslt14_de_en": {
+        "profile_hparams": {"fp16": None}}}}), "iwslt14_de_en", "admin", "6-6", 1111)[
+        "identity"]  # fmt: skip
+    assert "profile_precision" not in fp32 and fp32["profile_hparams"] == {"fp16": None}
+    assert rf.recipe_id(fp16) != rf.recipe_id(fp32)
+    assert "profile_precision" not in recipes.spec(
+        cfg, "iwslt14_de_en", "postln", "6-6", 1111)["identity"]  # fmt: skip
+    assert "profile_precision" not in recipes.spec(cfg, "demo", "admin", "2-2", 1)["identity"]
+
+
 def test_a_shared_profile_changes_the_recipe_id_exactly_where_it_should(cfg):
     """profiling per depth (the presets): an Admin run of another seed than the profiling
     seed trains from another profile, so its recipe differs from the per-run one; the

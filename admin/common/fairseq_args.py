@@ -36,3 +36,11 @@ def to_argv(hparams: Mapping[str, Any]) -> list[str]:
         else:
             raise AdminError(f"hyperparameter {key!r} has unsupported value {value!r}")
     return argv
+
+
+def precision(hparams: Mapping[str, Any]) -> str:
+    """The precision fairseq trains (or decodes) in under ``hparams``: fp16 (``fp16`` or
+    ``memory_efficient_fp16``), bf16 (``bf16``) or fp32."""
+    if hparams.get("fp16") or hparams.get("memory_efficient_fp16"):
+        return "fp16"
+    return "bf16" if hparams.get("bf16") else "fp32"

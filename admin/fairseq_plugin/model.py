@@ -41,6 +41,7 @@ from fairseq.models.transformer.transformer_legacy import (
 )
 
 from admin.common import profiling
+from admin.common.fairseq_args import precision
 from admin.common.variants import INIT_TYPES, admin_logn_omega, deepnorm_constants
 
 from .layers import (
@@ -255,6 +256,14 @@ def _profile_and_exit(model: AdminTransformerModel, args: Any, task: Any) -> Non
     if use_cuda:
         model.cuda()
         batch = utils.move_to_cuda(batch)
+    wanted = precision(vars(args))
+    dtype = profiling_dtype(wanted, use_cuda)
+    if dtype != torch.float32:
+        # as fairseq's trainer casts the model under --fp16/--bf16: the profile measures the
+        # forward pass the first update will run (Transformer-Clinic profiles under --fp16)
+        model.to(dtype)
+    elif wanted != "fp32":
+        logger.info("admin: profiling in fp32: the run asks for %s, which needs a GPU", wanted)
     model.train()
     result = model.profile(**batch["net_input"])
     profiling.write_profile(args.admin_profile, result)
@@ -265,6 +274,14 @@ def _profile_and_exit(model: AdminTransformerModel, args: Any, task: Any) -> Non
         _fmt(result.decoder.omegas),
     )
     raise ProfilingFinished(args.admin_profile, result)
+
+
+def profiling_dtype(wanted: str, use_cuda: bool) -> torch.dtype:
+    """The dtype Admin's profiling forward runs in: the run's precision on a GPU, fp32 on
+    the CPU (fairseq trains in fp16 and bf16 on GPUs only; the CPU steps drop both)."""
+    if not use_cuda:
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(wanted, torch.float32)
 
 
 def first_training_batch(args: Any, task: Any, model: Any) -> dict:
