@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from admin.common.errors import AdminError
-from admin.data.bpe import run_bpe
+from admin.data.bpe import learn_codes, run_bpe
+from admin.data.corpus import concat_files
 from admin.data.tokenize import tokenize_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,33 @@ def test_bpe_parallel_equals_single_process(tokenized: Path, tmp_path: Path) -> 
     ).read_bytes()
     with pytest.raises(AdminError, match="exactly one of --merges N and --codes FILE"):
         run_bpe(tokenized, tmp_path / "x", "xx", "yy")
+
+
+def test_learned_codes_are_subword_nmts_on_the_joined_train_files(
+    tokenized: Path, tmp_path: Path
+) -> None:
+    """``cat train.S train.T | subword-nmt learn-bpe -s N``, byte for byte; the join adds
+    the line break a file lacks at its end, as reading it line by line would."""
+    joined = tmp_path / "joined"
+    joined.write_bytes(
+        (tokenized / "train.xx").read_bytes() + (tokenized / "train.yy").read_bytes()
+    )
+    reference = tmp_path / "reference.code"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "subword-nmt"), "learn-bpe", "-s", "300",
+         "-i", str(joined), "-o", str(reference)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ours = tmp_path / "code"
+    learn_codes([tokenized / "train.xx", tokenized / "train.yy"], 300, ours, workers=2)
+    assert ours.read_bytes() == reference.read_bytes()
+    assert not list(tmp_path.glob(".code.train*"))  # the scratch join is gone
+
+    (tmp_path / "a").write_bytes(b"eins zwei\ndrei")  # no final line break
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "b").write_bytes(b"vier\n")
+    concat_files([tmp_path / "a", tmp_path / "empty", tmp_path / "b"], tmp_path / "ab")
+    assert (tmp_path / "ab").read_bytes() == b"eins zwei\ndrei\nvier\n"
 
 
 def test_post_bpe_clean_and_binarize_cli(tokenized: Path, tmp_path: Path) -> None:

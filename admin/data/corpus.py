@@ -5,12 +5,12 @@ never sit in memory, and all write through :func:`admin.common.atomic.atomic_pat
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from admin.common.atomic import atomic_path
 from admin.common.errors import AdminError
-from admin.data.moses import PairCleaner
 from admin.data.textio import iter_lines, map_lines_iter
 
 PathLike = str | os.PathLike[str]
@@ -79,6 +79,10 @@ def clean_corpus(
     ratio: float = 9.0,
 ) -> tuple[int, int]:
     """``clean-corpus-n.perl -ratio R`` over a file pair; returns (lines in, lines out)."""
+    # imported here: admin.data.moses builds the tokenizer's tables (0.5 s), which the
+    # steps that import this module for other helpers (BPE, binarize) never use
+    from admin.data.moses import PairCleaner
+
     cleaner = PairCleaner(min_len, max_len, ratio)
     n_in = n_out = 0
     with atomic_path(src_out) as tmp_s, atomic_path(tgt_out) as tmp_t:
@@ -114,8 +118,18 @@ def split_every(source: PathLike, every: int, picked: PathLike, rest: PathLike) 
     return n_picked, n_rest
 
 
-def concat_files(inputs: Sequence[PathLike], output: PathLike) -> int:
-    return write_stream(output, chain_files(inputs))
+def concat_files(inputs: Sequence[PathLike], output: PathLike) -> None:
+    """``cat inputs > output`` in blocks, a line break added after a file that lacks one
+    (the text is not decoded: the readers check it)."""
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        for path in inputs:
+            with open(path, "rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 20)
+                size = handle.tell()
+                if size:
+                    handle.seek(size - 1)
+                    if handle.read(1) != b"\n":
+                        out.write(b"\n")
 
 
 def write_raw_reference(out: Path, lang: str, references: Iterable[str]) -> Path:
