@@ -31,13 +31,12 @@ from __future__ import annotations
 import filecmp
 import itertools
 import math
-import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,23 +206,18 @@ def spawn(ctx: Context, call: Call, log: Path) -> Usage:
     return Usage(float(seconds), int(peak), int(written))
 
 
-def words_per_line(paths: Sequence[Path]) -> float:
-    """Mean whitespace-separated words per line (SGM: per ``<seg>``) over ``paths``."""
-    words = lines = 0
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if path.suffix == ".sgm":
-                    if not line.startswith("<seg"):
-                        continue
-                    line = re.sub(r"<[^>]+>", " ", line)
-                words += len(line.split())
-                lines += 1
-    return words / lines
+def words_per_line(lines: Iterable[str]) -> float:
+    """Mean whitespace-separated words per line."""
+    words = count = 0
+    for line in lines:
+        words += len(line.split())
+        count += 1
+    return words / count
 
 
 def measure_size(ctx: Context, pairs: int, work: Path) -> tuple[list[Measured], list[str], float]:
     """Every step (ours, then the reference) on a fresh corpus of ``pairs`` train pairs."""
+    from admin.data.corpus import chain_files
     from admin.data.registry import get_dataset
     from admin.data.wmt14 import TEST_SEGMENTS
 
@@ -233,7 +227,7 @@ def measure_size(ctx: Context, pairs: int, work: Path) -> tuple[list[Measured], 
     write_corpus(raw, counts)
     write_archives(raw, archives)
     notes = [f"{label(pairs)}: corpus and archives made in {time.perf_counter() - began:.0f} s"]
-    synthetic_wpl = words_per_line([raw / f"train.{lang}" for lang in LANGS])
+    synthetic_wpl = words_per_line(chain_files([raw / f"train.{lang}" for lang in LANGS]))
     py, workers = sys.executable, str(ctx.cores)
     sw, merges = str(VENV_BIN / "subword-nmt"), str(get_dataset(DATASET).bpe_merges)
     d = {name: work / name for name in ("prep", "tok", "clean", "bpe", "bin")}
@@ -450,8 +444,10 @@ def run(ctx: Context) -> Result:
             shutil.rmtree(work, ignore_errors=True)  # at 1M pairs, about a GB
         measured += got
         notes += size_notes
+    from admin.data.sgm import read_segments
+
     newstest = sorted(NEWSTEST.glob("*.sgm"))
-    real_wpl = words_per_line(newstest)
+    real_wpl = words_per_line(seg for path in newstest for seg in read_segments(path))
     scale = {name: n * real_wpl / (large * synthetic_wpl) for name, n in WMT_PAIRS.items()}
     proj, proj_table = projections(measured, small, large, scale, ctx.cores)
     full = ", ".join(f"{name} {n:,} pairs" for name, n in WMT_PAIRS.items())
