@@ -64,6 +64,7 @@ from admin.common.cli import run_cli
 from admin.common.errors import AdminError
 from admin.common.fairseq_args import precision, to_argv
 from admin.common.fairseq_command import PLUGIN_DIR, parse_json_object
+from admin.common.fairseq_import import FAIRSEQ_MAIN, import_fairseq
 from admin.common.launch import without_gpu_options
 from admin.data.textio import read_lines
 
@@ -130,6 +131,7 @@ def _import_scorer() -> threading.Thread:
 
     def load() -> None:
         logging.getLogger("fairseq").setLevel(logging.WARNING)
+        import_fairseq()
         importlib.import_module("fairseq.scoring.bleu")
 
     thread = threading.Thread(target=load, name="import fairseq", daemon=True)
@@ -221,7 +223,7 @@ def generate_argv(
     data_bin: Path, checkpoint: Path, src: str, tgt: str, hparams: dict[str, Any]
 ) -> list[str]:
     return [
-        sys.executable, "-m", "fairseq_cli.generate", str(data_bin),
+        sys.executable, "-m", FAIRSEQ_MAIN, "fairseq_cli.generate", str(data_bin),
         "--user-dir", str(PLUGIN_DIR), "--path", str(checkpoint),
         "--source-lang", src, "--target-lang", tgt, "--remove-bpe",
         *to_argv(hparams),

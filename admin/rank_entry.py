@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from admin.common.fairseq_import import import_fairseq
 from admin.common.launch import CPUS_ENV
 
 
@@ -76,7 +77,7 @@ def take_cpu_share(env: Mapping[str, str]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     print(take_cpu_share(os.environ), flush=True)
-    from fairseq_cli import train  # imported late: it is slow and pulls in torch
+    train = import_fairseq("fairseq_cli.train")  # imported late: it is slow (torch)
 
     sys.argv = ["fairseq-train", *argv, *rank_flags(os.environ)]
     train.cli_main()

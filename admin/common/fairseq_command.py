@@ -17,6 +17,7 @@ from typing import Any
 
 from admin.common.errors import AdminError
 from admin.common.fairseq_args import to_argv
+from admin.common.fairseq_import import import_fairseq
 from admin.common.run_folder import parse_depth
 
 __all__ = [
@@ -33,6 +34,7 @@ def load_plugin() -> types.ModuleType:
     """The plugin, loaded in this process the way ``--user-dir`` loads it in fairseq's
     (``fairseq.utils.import_user_module``): once, as the top-level module
     ``fairseq_plugin``, so that the model and the optimizer are registered once."""
+    import_fairseq()
     from fairseq.utils import import_user_module
 
     import_user_module(argparse.Namespace(user_dir=str(PLUGIN_DIR)))

@@ -20,6 +20,7 @@ from pathlib import Path
 from admin.common.atomic import atomic_path
 from admin.common.cli import run_cli
 from admin.common.errors import AdminError
+from admin.common.fairseq_import import FAIRSEQ_MAIN
 from admin.data.corpus import require_files
 from admin.data.textio import check_counts, count_lines
 
@@ -44,6 +45,7 @@ def binarize(
         cmd = [
             sys.executable,
             "-m",
+            FAIRSEQ_MAIN,
             "fairseq_cli.preprocess",
             "--source-lang",
             src,
