@@ -157,10 +157,12 @@ def test_a_missing_translation_is_an_error():
 
 
 @pytest.mark.slow
-def test_a_flagged_run_is_scored_and_keeps_every_checkpoint(tiny_databin, tmp_path):
+def test_a_flagged_run_is_scored_and_keeps_every_checkpoint(
+    tiny_databin, tmp_path, tmp_path_factory
+):
     """A verdict is a label: a run flagged diverged is averaged and scored like any other
     (the real steps), and checkpoints.keep none deletes nothing of it."""
-    trained = steps_support.trained_admin_run(tiny_databin, tmp_path)
+    trained = steps_support.trained_admin_run(tiny_databin, tmp_path_factory)
     run = tmp_path / "results" / "tiny" / "admin" / "2-2" / "seed1"
     shutil.copytree(trained, run)
     status = json.loads((run / "status.json").read_text())
