@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from admin.common.errors import AdminError
-from admin.common.job_requests import RUN_STEPS, group_name, run_group, train_gpu, train_gres
+from admin.common.job_requests import (
+    RUN_STEPS,
+    depth_priority,
+    group_name,
+    run_group,
+    train_gpu,
+    train_gres,
+)
 from admin.common.run_folder import RunKey
 from admin.status_jobs import group_rules
 
@@ -21,6 +28,14 @@ def test_a_runs_steps_share_one_group_named_after_the_run():
     assert run_group("average", KEY, 2) == run_group("evaluate", KEY, 2) == group_name(KEY)
     with pytest.raises(ValueError, match="'profile' is not one of a run's steps"):
         run_group("profile", KEY, 1)
+
+
+def test_deeper_runs_have_the_higher_priority():
+    assert depth_priority("8-8") == 16 and depth_priority("60-12") == 72
+    assert sorted(["2-2", "60-12", "6-6", "8-8"], key=depth_priority, reverse=True) == [
+        "60-12", "8-8", "6-6", "2-2"]  # fmt: skip
+    with pytest.raises(AdminError, match="depth '6x6' is not"):
+        depth_priority("6x6")
 
 
 @pytest.mark.parametrize("gpus,nodes,gpu,gres", [

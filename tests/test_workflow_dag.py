@@ -257,6 +257,13 @@ def test_demo_plan_is_the_default_target():
         assert not job["resources"].get("gpu") and not job["resources"].get("gres"), job
         if job["rule"] in ("profile", "train"):
             assert shell_option(job, "--device") == "cpu"
+    # the deep runs' jobs go first on the two cores (their layers), the rest after
+    for job in jobs:
+        if job["rule"] in ("profile", "train", "average", "evaluate"):
+            enc, dec = job["wildcards"]["depth"].split("-")
+            assert job["priority"] == int(enc) + int(dec), job
+        else:
+            assert job["priority"] == 0, job
 
 
 def test_matrix_narrows_from_the_command_line():

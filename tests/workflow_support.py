@@ -46,7 +46,7 @@ def _split_items(body: str) -> list[str]:
 
 def parse_dry_run(text: str) -> list[dict[str, Any]]:
     """The jobs printed by ``snakemake -n -p``: rule, input/output lists, wildcards,
-    resources (ints where they are ints), threads and the shell command."""
+    resources (ints where they are ints), threads, priority and the shell command."""
     jobs: list[dict[str, Any]] = []
     job: dict[str, Any] | None = None
     for raw in text.splitlines():
@@ -54,7 +54,7 @@ def parse_dry_run(text: str) -> list[dict[str, Any]]:
         match = _RULE.match(line)
         if match:
             job = {"rule": match["rule"], "input": [], "output": [], "wildcards": {},
-                   "resources": {}, "threads": 1, "shell": None}  # fmt: skip
+                   "resources": {}, "threads": 1, "priority": 0, "shell": None}  # fmt: skip
             jobs.append(job)
             continue
         if job is None:
@@ -70,8 +70,8 @@ def parse_dry_run(text: str) -> list[dict[str, Any]]:
             for item in re.split(r", (?=\w+=)", body):
                 name, _, value = item.partition("=")
                 job["resources"][name] = int(value) if re.fullmatch(r"-?\d+", value) else value
-        elif key == "threads":
-            job["threads"] = int(body)
+        elif key in ("threads", "priority"):
+            job[key] = int(body)
         elif line.startswith("Shell command:") and job.get("shell") is None:
             job["shell"] = line.split(":", 1)[1].strip()
     return jobs

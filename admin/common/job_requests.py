@@ -24,10 +24,21 @@ the rule and wildcards named.  Which devices a job gets is
 from __future__ import annotations
 
 from admin.common.errors import AdminError
-from admin.common.run_folder import RunKey
+from admin.common.run_folder import RunKey, parse_depth
 
 # The steps of one run that share its SLURM job.
 RUN_STEPS = ("train", "average", "evaluate")
+
+
+def depth_priority(depth: str) -> int:
+    """The scheduling priority of every job of a run (profile, train, average,
+    evaluate): its layers, encoder and decoder.  Within a dataset a deeper run trains
+    longer, and starting the longest jobs first shortens the whole workflow on a few
+    cores (a deep run started last runs alone at the end); its profiling goes first for
+    Admin's training, and its decoding (long for a diverged run, whose outputs run to the
+    length limit) follows at once.  The order changes no result, only when jobs start."""
+    encoder, decoder = parse_depth(depth)
+    return encoder + decoder
 
 
 def run_group(step: str, key: RunKey, train_nodes: int) -> str | None:

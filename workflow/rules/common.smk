@@ -247,6 +247,11 @@ def train_gpu_request(kind):
     return get
 
 
+def depth_priority(wildcards):
+    """Deeper runs first (admin.common.job_requests.depth_priority)."""
+    return job_requests.depth_priority(wildcards.depth)
+
+
 def run_group(step):
     """The SLURM job group of a run's step: one job per run (admin.common.job_requests)."""
     nodes = res("train", "nodes")

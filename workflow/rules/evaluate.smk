@@ -10,6 +10,8 @@ rule average:
         f"{RUN_LOGS}/average.log",
     benchmark:
         f"{RUN_BENCHMARKS}/average.tsv"
+    # a run's steps share its priority (the longest runs first)
+    priority: depth_priority
     # in the run's SLURM job, after its training (common.smk)
     group:
         run_group("average")
@@ -42,6 +44,8 @@ rule evaluate:
         f"{RUN_LOGS}/evaluate.log",
     benchmark:
         f"{RUN_BENCHMARKS}/evaluate.tsv"
+    # a run's steps share its priority (the longest runs first)
+    priority: depth_priority
     # A GPU job lost to a node failure or a preemption runs again.
     retries: 2
     group:

@@ -41,6 +41,8 @@ rule profile:
         f"{RUN_BENCHMARKS}/profile.tsv"
     wildcard_constraints:
         variant=alternation(v for v in VARIANTS if needs_profile(v)),
+    # the longest runs start first (admin.common.job_requests.depth_priority)
+    priority: depth_priority
     conda:
         "../../envs/admin.yaml"
     threads: res("profile", "cpus")
@@ -71,6 +73,7 @@ rule train:
         f"{RUN_LOGS}/train.log",
     benchmark:
         f"{RUN_BENCHMARKS}/train.tsv"
+    priority: depth_priority
     # A failed or timed-out training is resubmitted and resumes from its checkpoint.
     retries: 2
     # On SLURM a run's train, average and evaluate steps are one job (common.smk).
