@@ -5,18 +5,19 @@ The rehearsal is ``paper_wmt14_en_fr --config rehearsal=true`` (the table that h
 two-node 60L-12L runs), with the presets' requests fitted to the local nodes
 (``tests.slurm_support.local_cluster_config``: 2 GPUs per node, the presets' node counts).
 The nodes declare GPUs as GRES but have none, so every rank runs on the CPU
-(``--device auto``).  While it runs, one two-node training job is cancelled after its
-first mid-epoch checkpoint (a preemption): the rule's retry resumes it.
+(``--device auto``).  Two faults are injected while it runs, each into one of its two-node
+trainings after that run's first mid-epoch checkpoint (a two-node training holds every
+CPU of both nodes, so no other job is on them):
 
-The drills then train runs outside the table's matrix (seeds 7 and 8, more epochs) in the
-same folder:
-
-* Snakemake killed on the submit host while its training job runs, then started again:
-  the new training job stops at once on the run's lock (no second trainer), the first one
-  is then killed by its SLURM time limit mid-epoch, and a third run resumes it from its
-  mid-epoch checkpoint (taking the stale lock over) and completes the table;
-* a node set DOWN while a two-node training runs: SLURM requeues the job, and it resumes
+* the Post-LN training job is cancelled (a preemption): the rule's retry resumes it;
+* a node is set DOWN under the Pre-LN training: SLURM requeues the job, and it resumes
   from its checkpoint.
+
+A drill then trains a run outside the table's matrix (seed 7, more epochs) in the same
+folder: Snakemake killed on the submit host while its training job runs, then started
+again: the new training job stops at once on the run's lock (no second trainer), the
+first one is then killed by its SLURM time limit mid-epoch, and a third run resumes it
+from its mid-epoch checkpoint (taking the stale lock over) and completes the table.
 
 Needs the two-node cluster (``bash scripts/slurm-local-cluster.sh start``); fails without
 one when ADMIN_REQUIRE_SLURM=1 (CI).
@@ -60,6 +61,7 @@ PROBE = REPO / "tests" / "rank_probe"
 DATASET = "wmt14_en_fr"
 RESULTS = Path("rehearsal") / "results" / DATASET
 TWO_NODE_RUN = RESULTS / "postln" / "60-12" / "seed1111"
+NODE_DOWN_RUN = RESULTS / "preln" / "60-12" / "seed1111"  # the node failure's run
 ATTEMPT = "==== admin.train attempt"
 LOADED_RE = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
 
@@ -143,6 +145,7 @@ class Rehearsal:
     run: Run
     probe: Path
     cancelled: str
+    requeued: str
 
 
 @pytest.fixture(scope="module")
@@ -167,13 +170,38 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
         except AssertionError as err:
             cancelled.append(f"not cancelled: {err}")
 
-    watcher = threading.Thread(target=preempt, daemon=True)
-    watcher.start()
+    requeued: list[str] = []
+
+    def node_failure() -> None:
+        """Set node n2 DOWN under the two-node Pre-LN training after its first mid-epoch
+        checkpoint, until SLURM has requeued the job; then bring the node back."""
+        run_dir = cluster.workdir / NODE_DOWN_RUN
+        try:
+            _wait(lambda: list((run_dir / "checkpoints").glob("checkpoint_1_*.pt")), 1200,
+                  "the first mid-epoch checkpoint of the Pre-LN 60-12 run", proc,
+                  interval=0.1)  # fmt: skip
+            job = _train_job(log, run_dir)
+            assert job is not None
+            subprocess.run(["scontrol", "update", "NodeName=n2", "State=DOWN",
+                            "Reason=drill"], check=True, timeout=30)  # fmt: skip
+            _wait(lambda: squeue_fields(job, "%T") in ("PENDING", "REQUEUED"), 120,
+                  "the job to be requeued")  # fmt: skip
+            requeued.append(job)
+        except AssertionError as err:
+            requeued.append(f"not requeued: {err}")
+        finally:
+            subprocess.run(["scontrol", "update", "NodeName=n2", "State=RESUME"], timeout=30)
+
+    watchers = [threading.Thread(target=f, daemon=True) for f in (preempt, node_failure)]
+    for watcher in watchers:
+        watcher.start()
     run = _finish(proc, log, t0, timeout=1500)
-    watcher.join(timeout=10)
+    for watcher in watchers:
+        watcher.join(timeout=10)
     print(f"\nrehearsal of paper_wmt14_en_fr: {len(submissions(run.log))} SLURM jobs in "
           f"{run.seconds:.0f} s")  # fmt: skip
-    return Rehearsal(run, probe, cancelled[0] if cancelled else "watcher did not finish")
+    return Rehearsal(run, probe, cancelled[0] if cancelled else "watcher did not finish",
+                     requeued[0] if requeued else "watcher did not finish")  # fmt: skip
 
 
 def _with_probe() -> str:
@@ -453,46 +481,20 @@ def test_a_time_limit_kill_resumes_from_the_mid_epoch_checkpoint(killed_snakemak
     assert "Nothing to be done" not in log
 
 
-@dataclass
-class NodeDrill:
-    job: str
-    run: Run
-    run_dir: Path
-
-
-@pytest.fixture(scope="module")
-def node_down(cluster: Cluster, rehearsal: Rehearsal) -> NodeDrill:
-    """A node set DOWN while a two-node training runs on it."""
-    run = RESULTS / "postln" / "60-12" / "seed8"
-    run_dir = cluster.workdir / run
-    config = ["variants=[postln]", "depths=[60-12]", "seeds=[8]", "rehearsal_settings={epochs: 6}"]
-    log = cluster.base / "node-down.log"
-    t0 = time.monotonic()
-    proc = _start(cluster, _args(cluster, str(run / "status.json"), config=config), log)
-    try:
-        _wait(lambda: (run_dir / "checkpoints" / "checkpoint1.pt").exists(), 900,
-              "the first epoch checkpoint of the two-node run", proc)  # fmt: skip
-        job = _train_job(log, run_dir)
-        assert job is not None
-        subprocess.run(["scontrol", "update", "NodeName=n2", "State=DOWN", "Reason=drill"],
-                       check=True, timeout=30)  # fmt: skip
-        _wait(lambda: squeue_fields(job, "%T") in ("PENDING", "REQUEUED"), 120,
-              "the job to be requeued")  # fmt: skip
-    finally:
-        subprocess.run(["scontrol", "update", "NodeName=n2", "State=RESUME"], timeout=30)
-    result = _finish(proc, log, t0, timeout=900)
-    return NodeDrill(job, result, run_dir)
-
-
-def test_a_node_failure_requeues_and_the_run_resumes(node_down: NodeDrill):
-    node_down.run.check()
+def test_a_node_failure_requeues_and_the_run_resumes(cluster: Cluster, rehearsal: Rehearsal):
+    """n2 set DOWN under a two-node training: SLURM requeues the same job (no new
+    submission: the rehearsal's job counts hold), and it resumes from its checkpoint on
+    both nodes again."""
+    rehearsal.run.check()
+    assert rehearsal.requeued.isdigit(), rehearsal.requeued
     assert re.search(r"Restarts=[1-9]", subprocess.run(
-        ["scontrol", "show", "job", node_down.job], capture_output=True, text=True, timeout=30
-    ).stdout)  # fmt: skip
-    attempts = _attempts(node_down.run_dir)
+        ["scontrol", "show", "job", rehearsal.requeued], capture_output=True, text=True,
+        timeout=30).stdout)  # fmt: skip
+    run_dir = cluster.workdir / NODE_DOWN_RUN
+    attempts = _attempts(run_dir)
     assert len(attempts) == 2, [a[:200] for a in attempts]
     loaded = LOADED_RE.findall(attempts[1])
-    assert loaded and int(loaded[0][1]) > 0, attempts[1][-3000:]
+    assert loaded and int(loaded[0][1]) >= 4, attempts[1][-3000:]
     assert "training on 4 devices" in attempts[1]
-    status = json.loads((node_down.run_dir / "status.json").read_text())
-    assert status["status"] == "completed" and status["epochs"] == 6
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["epochs"] == status["stop"]["max_epoch"]
