@@ -33,10 +33,10 @@ RUN_STEPS = ("train", "average", "evaluate")
 def depth_priority(depth: str) -> int:
     """The scheduling priority of every job of a run (profile, train, average,
     evaluate): its layers, encoder and decoder.  Within a dataset a deeper run trains
-    longer, and starting the longest jobs first shortens the whole workflow on a few
-    cores (a deep run started last runs alone at the end); its profiling goes first for
-    Admin's training, and its decoding (long for a diverged run, whose outputs run to the
-    length limit) follows at once.  The order changes no result, only when jobs start."""
+    longer; starting the longest jobs first is meant to keep a deep run from training
+    alone at the end on a few cores.  Its profiling goes first for Admin's training, and
+    its decoding follows.  On the demo it did not shorten the wall time in the one run
+    measured (README, "The embedded demo").  The order changes no result."""
     encoder, decoder = parse_depth(depth)
     return encoder + decoder
 
