@@ -1,16 +1,16 @@
 """Each variant through the real CLIs: fairseq-train, a resume from
-checkpoint_last.pt that continues the update count, and fairseq-generate."""
+checkpoint_last.pt that continues the update count, and fairseq-generate (each
+``fairseq_cli`` main, started as the workflow's steps start it)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import pytest
 
 from admin.common.variants import VARIANTS, fairseq_flags, needs_profile
-from tests.plugin_support import USER_DIR, fairseq_cli, train_cmd
+from tests.plugin_support import USER_DIR, fairseq_cli, fairseq_cli_cmd, train_cmd
 
 UPDATES = re.compile(r"num_updates=(\d+)")
 
@@ -74,7 +74,7 @@ def test_concurrent_profiling_runs_do_not_interfere(tiny_databin, tmp_path):
             *fairseq_flags("admin", tmp_path / f"{name}.json", profiling=True), "--seed", seed,
         )  # fmt: skip
         return subprocess.Popen(
-            [sys.executable, "-m", "fairseq_cli.train", *cmd],
+            fairseq_cli_cmd("fairseq-train", *cmd),
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
