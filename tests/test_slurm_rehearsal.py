@@ -13,6 +13,10 @@ CPU of both nodes, so no other job is on them):
 * a node is set DOWN under the Pre-LN training: SLURM requeues the job, and it resumes
   from its checkpoint.
 
+While it runs, ``python -m admin.status`` follows it: every job the status names is the
+one squeue lists for that run, in this workflow's folder, and once it is done every run is
+scored with its files' numbers.
+
 A drill then trains a run outside the table's matrix (seed 7, more epochs) in the same
 folder: Snakemake killed on the submit host while its training job runs, then started
 again: the new training job stops at once on the run's lock (no second trainer), the
@@ -31,6 +35,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from admin import budget
+from admin.status import load
 from tests.slurm_support import (
     REPO,
     SNAKEMAKE,
@@ -54,6 +61,7 @@ from tests.slurm_support import (
 )
 from tests.slurm_support import LocalCluster as Cluster
 from tests.steps_support import probe_folder
+from tests.test_status import hours_rows, run_rows
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +71,10 @@ RESULTS = Path("rehearsal") / "results" / DATASET
 TWO_NODE_RUN = RESULTS / "postln" / "60-12" / "seed1111"
 NODE_DOWN_RUN = RESULTS / "preln" / "60-12" / "seed1111"  # the node failure's run
 ATTEMPT = "==== admin.train attempt"
+TARGET = "paper_wmt14_en_fr"
+# a run's state in admin.status while one of its SLURM jobs is queued or running
+JOB_STATE = re.compile(r"^(training|queued|profiling) \(job (\d+)(, profile)?\)$")
+STATUS_EVERY = 10.0  # seconds between the status polls (each costs ~1.5 CPU-s)
 LOADED_RE = re.compile(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)")
 
 
@@ -141,11 +153,23 @@ def _wait(
 
 
 @dataclass
+class Followed:
+    """What ``admin.status`` said while the rehearsal ran, and once it was done."""
+
+    seen: list[tuple[str, ...]]  # (run, state, job, squeue's comment and workdir)
+    sample: str  # the status while a run trained, with progress if it was seen
+    progress: dict[str, list[int]]  # updates seen while training, per run
+    errors: list[str]
+    done: str = ""
+
+
+@dataclass
 class Rehearsal:
     run: Run
     probe: Path
     cancelled: str
     requeued: str
+    status: Followed
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +179,7 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     log = cluster.base / "rehearsal.log"
     t0 = time.monotonic()
     env = {"PYTHONPATH": _with_probe(), "ADMIN_RANK_PROBE_DIR": str(probe)}
-    proc = _start(cluster, _args(cluster, "paper_wmt14_en_fr"), log, env=env)
+    proc = _start(cluster, _args(cluster, TARGET), log, env=env)
     cancelled: list[str] = []
 
     def preempt() -> None:
@@ -192,16 +216,51 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
         finally:
             subprocess.run(["scontrol", "update", "NodeName=n2", "State=RESUME"], timeout=30)
 
-    watchers = [threading.Thread(target=f, daemon=True) for f in (preempt, node_failure)]
+    followed = Followed([], "", {}, [])
+
+    def follow() -> None:
+        """Poll the status while Snakemake runs; note each job it names with squeue's
+        comment and working directory of that job."""
+        while proc.poll() is None:
+            try:
+                out = _status(cluster)
+                for run, row in run_rows(out).items():
+                    m = JOB_STATE.match(row["state"])
+                    if not m:
+                        continue
+                    fields = squeue_fields(m[2], "%k|%Z").split("|")
+                    followed.seen.append((run, row["state"], m[2], *fields))
+                    if m[1] == "training" and (row["update"] != "—" or not followed.sample):
+                        followed.sample = out
+                    if m[1] == "training" and row["update"] != "—":
+                        followed.progress.setdefault(run, []).append(int(row["update"]))
+            except (AssertionError, subprocess.SubprocessError) as err:
+                followed.errors.append(str(err)[-3000:])
+            time.sleep(STATUS_EVERY)
+
+    watchers = [threading.Thread(target=f, daemon=True) for f in (preempt, node_failure, follow)]
     for watcher in watchers:
         watcher.start()
     run = _finish(proc, log, t0, timeout=1500)
     for watcher in watchers:
-        watcher.join(timeout=10)
-    print(f"\nrehearsal of paper_wmt14_en_fr: {len(submissions(run.log))} SLURM jobs in "
+        watcher.join(timeout=130)
+    followed.done = _status(cluster)
+    print(f"\nrehearsal of {TARGET}: {len(submissions(run.log))} SLURM jobs in "
           f"{run.seconds:.0f} s")  # fmt: skip
     return Rehearsal(run, probe, cancelled[0] if cancelled else "watcher did not finish",
-                     requeued[0] if requeued else "watcher did not finish")  # fmt: skip
+                     requeued[0] if requeued else "watcher did not finish",
+                     followed)  # fmt: skip
+
+
+def _status(cluster: Cluster) -> str:
+    """``python -m admin.status`` of the rehearsal, as a user runs it beside Snakemake."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "admin.status", TARGET, "--directory", str(cluster.workdir),
+         "--configfile", *cluster.configfiles, "--config", "rehearsal=true"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def _with_probe() -> str:
@@ -344,6 +403,65 @@ def test_a_cancelled_two_node_training_resumes(cluster: Cluster, rehearsal: Rehe
     assert "training on 4 devices" in attempts[1]
     status = json.loads((cluster.workdir / TWO_NODE_RUN / "status.json").read_text())
     assert status["status"] == "completed" and status["num_updates"] == max(updates)
+
+
+def _one_attempt(run_dir: Path) -> bool:
+    return len(_attempts(run_dir)) == 1
+
+
+def test_status_follows_the_rehearsal(cluster: Cluster, rehearsal: Rehearsal):
+    """``admin.status`` beside the running rehearsal: every job it names is the one
+    squeue lists for that run's profiling, its training (a two-node run's own train job)
+    or its group job (train, average and evaluate), in this workflow's folder, and the one
+    Snakemake submitted for it.  Once done: every run scored, with its files' numbers."""
+    text = rehearsal.run.check()
+    followed = rehearsal.status
+    assert not followed.errors, followed.errors
+    print(f"\nthe status while a run trained on SLURM:\n{followed.sample}")
+    assert any(state.startswith("training (job ") for _, state, *_ in followed.seen), followed.seen
+    submitted = {s["slurm"]: s["log"] for s in submissions(text)}
+    for run, state, job, comment, where in followed.seen:
+        variant, depth, seed = run.replace("seed", "").split()
+        wildcards = f"{DATASET}_{variant}_{depth}_{seed}"
+        m = JOB_STATE.match(state)
+        assert m is not None, state
+        if m[1] == "profiling" or m[3]:
+            rule, logged = f"profile_wildcards_{wildcards}", f"/rule_profile/{wildcards}/"
+        elif depth == "60-12":  # a two-node training is a job of its own
+            rule, logged = f"train_wildcards_{wildcards}", f"/rule_train/{wildcards}/"
+        else:  # the run's one job: its train, average and evaluate steps
+            group = f"run_{wildcards}_average_evaluate_train"
+            rule, logged = group, f"/group_{group}/"
+        assert comment == f"rule_{rule}", (run, state, comment)
+        assert os.path.realpath(where) == os.path.realpath(cluster.workdir)
+        assert f"{logged}{job}.log" in submitted.get(job, ""), (job, submitted)
+
+    out = followed.done
+    assert "SLURM: 0 jobs of this workflow in squeue" in out
+    rows = run_rows(out)
+    assert sorted(rows) == sorted(f"{v} {d} seed1111" for v in ("postln", "preln", "admin")
+                                  for d in ("6-6", "60-12"))  # fmt: skip
+    cfg, prefix = load(cluster.configfiles, ["rehearsal=true"])
+    stop = cfg["experiments"][DATASET]["hparams"]["max_epoch"]
+    for run, row in rows.items():
+        variant, depth, seed = run.replace("seed", "").split()
+        folder = cluster.workdir / RESULTS / variant / depth / f"seed{seed}"
+        done = json.loads((folder / "status.json").read_text())
+        bleu = json.loads((folder / "scores.json").read_text())["bleu_tokenized"]
+        assert row["state"] == f"scored: BLEU {bleu:.2f}", row
+        assert row["epoch"] == f"{done['epochs']}/{stop}" and row["update"] == str(
+            done["num_updates"])  # fmt: skip
+        assert float(row["GPU-hours"]) > 0  # GPUs (GRES) per train job
+        # seen while training: never past where the run ended, and never backwards within
+        # one attempt (the two runs hit by a fault resume from a checkpoint behind it)
+        seen_updates = followed.progress.get(run, [])
+        assert all(0 < u <= done["num_updates"] for u in seen_updates), (run, seen_updates)
+        if _one_attempt(folder):
+            assert seen_updates == sorted(seen_updates), (run, seen_updates)
+    hours = hours_rows(out)[DATASET]
+    priced = budget.runs(cfg, DATASET, cluster.workdir / prefix / "resources")
+    estimate = sum(r.plan.gpu_hours(budget.Hardware()) for r in priced)
+    assert hours["finished"] == "6" and hours["estimate"] == budget.num(estimate)
 
 
 # --- fault drills ---------------------------------------------------------------------
