@@ -87,7 +87,6 @@ LONGEST_FIRST = (
     "test_workflow_e2e.py",
     "test_status.py",
     "test_divergence.py",
-    "test_steps_train_verdicts.py",
     "test_run_identity.py",
     "test_cli_end_to_end.py",
 )

@@ -4,9 +4,10 @@ One dataset, ``tiny`` (the tiny IWSLT'14 data-bin; 3 variants x 2 depths x seed 
 
 * admin 2-2: profiled, trained 3 epochs, averaged and evaluated: ``scored: BLEU x``;
 * postln 2-2: trained 3 epochs: ``completed, not scored``;
-* postln 6-6: stopped on the unigram plateau (tests/test_steps_train_verdicts.py's
-  recipe): ``stopped: fails to train``; then continued without ``stop_early`` to its 8
-  epochs: ``flagged: fails to train``;
+* postln 6-6: stopped on the unigram plateau: ``stopped: fails to train``; a copy of it
+  averaged and scored with ``checkpoints.keep: none`` (nothing of it is deleted); then
+  continued without ``stop_early`` to its 8 epochs from its checkpoint:
+  ``flagged: fails to train``;
 * preln 6-6: seen ``training (pid N)`` while admin.train runs, then killed:
   ``interrupted``;
 * preln 2-2 and admin 6-6: never started: ``waiting``.
@@ -48,11 +49,15 @@ from tests.steps_support import (
     train_args,
     trained_admin_run,
 )
-from tests.test_steps_train_verdicts import GENERATE, JUDGED, PLATEAU
 
 pytestmark = pytest.mark.slow
 
 GPUS = 2  # the tiny runs' train jobs, as the config says (for the GPU-hours)
+# Post-LN 6-6 at lr 0.03 on the tiny data learns the token frequencies and no more
+# (tests/test_divergence.py): ~23 updates an epoch, judged from update 60 (2 warm-ups).
+PLATEAU = {"lr": 0.03, "warmup_updates": 30, "max_tokens": 1000, "max_epoch": 8}
+JUDGED = {"unigram_margin": 0.1, "bigram_margin": None}  # the tiny data's margin (see there)
+GENERATE = json.dumps({"beam": 2, "max_len_b": 20, "batch_size": 20})
 MATRIX = {"variants": ["postln", "preln", "admin"], "depths": ["2-2", "6-6"], "seeds": [1]}
 LIVE = {**PLATEAU, "lr": 0.002}  # preln 6-6: trains normally, long enough to be watched
 
@@ -132,6 +137,10 @@ def spent_hours(text: str) -> float:
     return GPUS * seconds / 3600
 
 
+def checkpoint_files(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
+
+
 def assert_finished_row(row: dict[str, str], run: Path, max_epoch: int) -> None:
     """Epochs and updates are status.json's; the validation, speed and hours the history's."""
     done = json.loads((run / "status.json").read_text())
@@ -163,6 +172,9 @@ class Tiny:
         self.seconds: dict[str, float] = {}
         self.before = ""  # the status before the live run, the stopped run not yet continued
         self.stopped = base / "stopped"  # the stopped run's status and history, kept then
+        self.stopped_files: list[str] = []  # and its checkpoints' names
+        # a copy of the stopped run, scored (its key's folder layout, under another root)
+        self.scored_stopped = base / "scored" / "results" / "tiny" / "postln" / "6-6" / "seed1"
         self.training_row: dict[str, str] = {}  # preln 6-6's row while it trained
         self.live: subprocess.Popen | None = None
 
@@ -184,6 +196,19 @@ class Tiny:
         (self.stopped / "checkpoints").mkdir(parents=True)
         for name in ("status.json", "checkpoints/train.log"):
             shutil.copyfile(run / name, self.stopped / name)
+        self.stopped_files = checkpoint_files(run)
+
+    def score_stopped(self) -> None:
+        """A copy of the stopped run, averaged and scored as the workflow would score it
+        (``checkpoints.keep: none``), before the run itself is continued."""
+        copy = self.scored_stopped
+        shutil.copytree(self.run("postln", "6-6"), copy)
+        ok(run_step("average", "--checkpoints", copy / "checkpoints", "--status",
+                    copy / "status.json", "--last", 1, "--out", copy / "average.json"))  # fmt: skip
+        ok(run_step(
+            "evaluate", "--data-bin", self.databin, "--average", copy / "average.json",
+            "--hparams", GENERATE, "--device", "cpu", "--keep-checkpoints", "none",
+        ))  # fmt: skip
 
     def watch_training(self) -> None:
         """preln 6-6 trained by admin.train in the background, watched until the status
@@ -246,6 +271,7 @@ def tiny(tiny_databin: Path, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     t.train("postln", "6-6", JUDGED, **PLATEAU)  # stopped early on the plateau
     t.before = t.status()
     t.keep_stopped()
+    t.score_stopped()
     t.watch_training()
     t.train("postln", "6-6", {**JUDGED, "stop_early": False}, **PLATEAU)  # to its end
     return t
@@ -317,6 +343,43 @@ def test_a_flagged_run(tiny: Tiny):
     assert row["state"] == "flagged: fails to train"
     assert_finished_row(row, tiny.run("postln", "6-6"), PLATEAU["max_epoch"])
     assert row["epoch"] == "8/8"
+
+
+def test_a_run_stopped_by_a_verdict_is_scored_kept_and_continued(tiny: Tiny):
+    """A verdict through the real steps: admin.train stops the run on the plateau and leaves
+    it resumable; admin.average and admin.evaluate score it and delete nothing of it; the
+    same criterion without stop_early continues it from its checkpoint, not afresh."""
+    # 1. Stopped early, on the third validation in a row on the plateau (update 115 of 184).
+    stopped = json.loads((tiny.stopped / "status.json").read_text())
+    assert stopped["status"] == "diverged" and stopped["rule"] == "fails to train", stopped
+    assert stopped["stopped_early"] is True and stopped["num_updates"] == 115
+    assert stopped["evidence"]["stall"]["plateau_since_update"] == 69
+    text = history(tiny.stopped)
+    assert "admin.train: stopped: fails to train" in text
+    assert "done training" not in text  # fairseq was stopped, not finished
+    assert "checkpoint_last.pt" in tiny.stopped_files, tiny.stopped_files
+
+    # 2. Averaged and scored like any other run; checkpoints.keep none deletes nothing.
+    copy = tiny.scored_stopped
+    average = json.loads((copy / "average.json").read_text())
+    assert average["status"] == "diverged" and average["checkpoint"] == "checkpoint_avg.pt"
+    scores = json.loads((copy / "scores.json").read_text())
+    assert scores["status"] == "diverged" and isinstance(scores["bleu_tokenized"], float)
+    assert scores["num_sentences"] == 60
+    assert checkpoint_files(copy) == tiny.stopped_files
+
+    # 3. Continued without stop_early to its stop conditions (8 epochs) and judged there.
+    run = tiny.run("postln", "6-6")
+    done = json.loads((run / "status.json").read_text())
+    assert done["num_updates"] == 8 * 23 and done["epochs"] == 8
+    assert done["status"] == "diverged" and done["stopped_early"] is False
+    second = history(run).split(ATTEMPT_MARKER)[-1]
+    loaded = re.search(r"Loaded checkpoint \S+ \(epoch (\d+) @ (\d+) updates\)", second)
+    assert loaded is not None, second[-3000:]
+    assert int(loaded[2]) >= 92 and "No existing checkpoint found" not in second
+    counts = [int(n) for n in re.findall(r"num_updates (\d+)", second)]
+    assert min(counts) > int(loaded[2])  # continues after the checkpoint, not from update 1
+    assert not list(run.glob("checkpoints.superseded-*"))  # nothing was moved aside
 
 
 def test_watch_refreshes_until_interrupted(tiny: Tiny):
