@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,10 @@ def fairseq_cli(
     tool: str, *args: str, cwd: Path, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run a fairseq command line from the project's environment."""
-    proc = subprocess.run(fairseq_cli_cmd(tool, *args), cwd=cwd, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread (tests.steps_support)
+    proc = subprocess.run(
+        fairseq_cli_cmd(tool, *args), cwd=cwd, env=env, capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{tool} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from admin.common.launch import CPUS_ENV
 from admin.common.run_folder import RunKey
 from admin.common.run_folder import write_recipe as write_recipe_file
 from admin.recipe import build as build_recipe
@@ -42,9 +43,12 @@ def hparams(**overrides: Any) -> str:
 
 
 def step_env(**extra: str) -> dict[str, str]:
-    # One thread per process: the test machine has 2 shared cores, and the
-    # 2-rank runs would otherwise oversubscribe them.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    # One thread per process, and one CPU for a train step's ranks (what a workflow job
+    # with the default `cpus: 1` passes them): the suite runs two workers on 2 shared
+    # cores.  A rank that takes both cores runs two torch threads that spin against the
+    # other worker's processes: a run-identity test beside one busy process took 40.2
+    # user-s so, 30.0 with one CPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", CPUS_ENV: "1", **extra}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), str(REPO)) if p)
     return env
 

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from admin import recipe as recipes
 from admin.common import run_folder as rf
 from admin.common.run_folder import RunKey
 from tests.conftest import REPO, VENV_BIN
+from tests.steps_support import step_env
 from tests.workflow_support import SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.slow
@@ -64,23 +66,65 @@ def _run(workdir: Path, config: dict[str, Any], *extra: str, timeout: float = 90
     return proc
 
 
+@dataclass
+class Demo:
+    workdir: Path
+    killed_run: Path  # the run whose training the first Snakemake was killed in
+    killed_at: int  # its newest update then
+    survivors: set[int]  # processes of the killed workflow still alive after it
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """SMALL through Snakemake, killed with SIGKILL (its whole process group) once the
+    first run to train (Post-LN 2-2: the deep runs start first) has two epoch
+    checkpoints; then what a user does: unlock, rerun the incomplete jobs."""
     workdir = tmp_path_factory.mktemp("demo")
-    proc = _run(workdir, SMALL)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    return workdir
+    args = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
+            *_overlay(workdir, SMALL)]  # fmt: skip
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    run = workdir / "results" / "demo" / "postln" / "2-2" / "seed1"
+    with open(workdir / "first.log", "w") as log:
+        first = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 900
+            while not (run / "checkpoints" / "checkpoint2.pt").exists():
+                assert first.poll() is None, (workdir / "first.log").read_text()[-4000:]
+                assert time.monotonic() < deadline, "training never reached epoch 2"
+                time.sleep(0.5)
+            time.sleep(1.0)
+            descendants = _children(first.pid)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(descendants) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    killed_at = max(_updates((run / "checkpoints" / "train.log").read_text()), default=0)
+    assert not (run / "status.json").exists()  # killed before its training ended
+
+    unlock = subprocess.run([*args, "--unlock"], cwd=workdir, env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert unlock.returncode == 0, unlock.stderr[-4000:]
+    second = subprocess.run([*args, "--rerun-incomplete"], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-8000:]
+    return Demo(workdir, run, killed_at, _alive(descendants))
 
 
 def test_demo_produces_table_plots_and_report(demo):
-    out = demo / "results" / "demo"
+    workdir = demo.workdir
+    out = workdir / "results" / "demo"
     for name in ("table.md", "table.csv", "table.json", "bleu_vs_depth.png",
                  "curves_1-1.png", "curves_2-2.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = demo / "report.html"
-    proc = snakemake(*_overlay(demo, SMALL), "--report", str(report), cwd=demo)
+    report = workdir / "report.html"
+    proc = snakemake(*_overlay(workdir, SMALL), "--report", str(report), cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert report.stat().st_size > 10_000
     # run folders hold what the README lists ("What every output is"); Admin has its profile
@@ -96,7 +140,7 @@ def test_demo_produces_table_plots_and_report(demo):
 
 
 def test_table_numbers_are_the_scores_numbers(demo):
-    out = demo / "results" / "demo"
+    out = demo.workdir / "results" / "demo"
     scores = {
         (run.parent.parent.name, run.parent.name): json.loads((run / "scores.json").read_text())
         for run in out.glob("*/*/seed1")
@@ -118,7 +162,7 @@ def test_table_numbers_are_the_scores_numbers(demo):
 
 
 def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
-    out = demo / "results" / "demo"
+    out = demo.workdir / "results" / "demo"
     trained = max(
         json.loads(p.read_text()).get("bleu_tokenized") or 0.0
         for p in out.glob("*/*/seed1/scores.json")
@@ -129,7 +173,7 @@ def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
     hp = {**demo_config["experiments"]["demo"]["hparams"], "max_epoch": 1, "lr": 1e-9,
           "warmup_init_lr": 1e-10}  # fmt: skip
     py = str(VENV_BIN / "python")
-    data = demo / "resources" / "demo" / "data-bin"
+    data = demo.workdir / "resources" / "demo" / "data-bin"
     key = RunKey("demo", "postln", "2-2", 1)
     rf.write_recipe(run / "recipe.json", recipes.build(data, recipes.make_spec(key, hp)))
     _, stop, runtime = recipes.split_hparams(hp)
@@ -142,35 +186,13 @@ def test_a_trained_cell_beats_an_untrained_model(demo, tmp_path):
         ["admin.evaluate", "--data-bin", data, "--average", str(run / "average.json"),
          "--hparams", json.dumps(SMALL["experiments"]["demo"]["generate"]), "--device", "cpu"],
     ]  # fmt: skip
-    for step in steps:
-        proc = subprocess.run([py, "-m", *step], capture_output=True, text=True, cwd=tmp_path)
+    for step in steps:  # one CPU each, as the workflow's jobs (tests.steps_support)
+        proc = subprocess.run([py, "-m", *step], capture_output=True, text=True, cwd=tmp_path,
+                              env=step_env())  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
     untrained = json.loads((run / "scores.json").read_text())["bleu_tokenized"]
     assert untrained < 1.0
     assert trained > untrained + 2.0, (trained, untrained)
-
-
-def test_divergence_is_a_table_cell_and_the_workflow_succeeds(tmp_path):
-    """Post-LN 2-2 with plain SGD at lr 1e8 diverges; 1-1 trains; the run exits 0."""
-    config = _merge(SMALL, {
-        "experiments": {"demo": {
-            "matrix": {"variants": ["postln"], "depths": ["1-1", "2-2"]},
-            "hparams": {"max_epoch": 2},
-            "by_depth": {"2-2": {"hparams": {
-                "optimizer": "sgd", "lr": 1e8, "lr_scheduler": "fixed", "adam_betas": None,
-                "warmup_updates": None, "warmup_init_lr": None}}},
-        }},
-    })  # fmt: skip
-    proc = _run(tmp_path, config)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    out = tmp_path / "results" / "demo"
-    diverged = json.loads((out / "postln" / "2-2" / "seed1" / "status.json").read_text())
-    assert diverged["status"] == "diverged", diverged
-    fine = json.loads((out / "postln" / "1-1" / "seed1" / "scores.json").read_text())
-    assert fine["status"] == "completed" and fine["bleu_tokenized"] is not None
-    table = (out / "table.md").read_text()
-    assert "diverged" in table and f"{fine['bleu_tokenized']:.2f}" in table
-    assert (out / "curves_2-2.png").is_file() and (out / "bleu_vs_depth.png").is_file()
 
 
 def _updates(text: str) -> list[int]:
@@ -207,59 +229,21 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def test_sigkill_during_training_then_rerun_continues_the_update_count(tmp_path):
-    config = _merge(SMALL, {
-        "experiments": {"demo": {
-            "matrix": {"variants": ["preln"], "depths": ["1-1"]},
-            "hparams": {"max_epoch": 4},
-        }},
-    })  # fmt: skip
-    args = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
-            *_overlay(tmp_path, config)]  # fmt: skip
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    run = tmp_path / "results" / "demo" / "preln" / "1-1" / "seed1"
-    history = run / "checkpoints" / "train.log"
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 600
-            # wait for two epoch checkpoints, then kill the whole process group
-            while not (run / "checkpoints" / "checkpoint2.pt").exists():
-                assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
-                assert time.monotonic() < deadline, "training never reached epoch 2"
-                time.sleep(0.5)
-            time.sleep(1.0)
-            descendants = _children(first.pid)
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
-        finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while _alive(descendants) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _alive(descendants), "processes of the killed workflow survive"
-    assert not (run / "status.json").exists()
-    killed_at = max(_updates(history.read_text()))
-    assert killed_at > 0
-
-    # What a user does after a kill: release Snakemake's lock, rerun the incomplete job.
-    unlock = subprocess.run([*args, "--unlock"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
-    assert unlock.returncode == 0, unlock.stderr[-4000:]
-    second = subprocess.run([*args, "--rerun-incomplete"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-8000:]
-    attempts = history.read_text().split("==== admin.train attempt")
+def test_sigkill_during_training_then_rerun_continues_the_update_count(demo):
+    """The demo's fixture killed Snakemake with SIGKILL mid-training: no process of it
+    survived, and the rerun continued the killed run from its checkpoint."""
+    assert not demo.survivors, "processes of the killed workflow survive"
+    assert demo.killed_at > 0
+    run = demo.killed_run
+    attempts = (run / "checkpoints" / "train.log").read_text().split("==== admin.train attempt")
     assert len(attempts) == 3  # "" before the first marker, then two attempts
     resumed = _updates(attempts[2])
     assert resumed and resumed[0] > 1, "the second attempt restarted from update 1"
     assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt", attempts[2])
     status = json.loads((run / "status.json").read_text())
-    assert status["status"] == "completed" and status["epochs"] == 4
-    assert status["num_updates"] >= killed_at
-    assert (tmp_path / "results" / "demo" / "table.md").is_file()
+    assert status["status"] == "completed" and status["epochs"] == 3
+    assert status["num_updates"] >= demo.killed_at
+    assert (demo.workdir / "results" / "demo" / "table.md").is_file()
 
 
 # --- a run is a function of its recipe ----------------------------------------------
@@ -280,6 +264,29 @@ TRIO: dict[str, Any] = _merge(SMALL, {
     # one epoch of ~20 updates never leaves the unigram plateau: not judged on training
     "divergence": {"unigram_margin": None, "bigram_margin": None},
 })  # fmt: skip
+
+
+def test_divergence_is_a_table_cell_and_the_workflow_succeeds(tmp_path):
+    """Post-LN 2-2 with plain SGD at lr 1e8 diverges; 1-1 trains; the run exits 0 (on
+    TRIO's small data: one epoch is enough)."""
+    config = _merge(TRIO, {
+        "experiments": {"demo": {
+            "matrix": {"variants": ["postln"], "depths": ["1-1", "2-2"]},
+            "by_depth": {"2-2": {"hparams": {
+                "optimizer": "sgd", "lr": 1e8, "lr_scheduler": "fixed", "adam_betas": None,
+                "warmup_updates": None, "warmup_init_lr": None}}},
+        }},
+    })  # fmt: skip
+    proc = _run(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    out = tmp_path / "results" / "demo"
+    diverged = json.loads((out / "postln" / "2-2" / "seed1" / "status.json").read_text())
+    assert diverged["status"] == "diverged", diverged
+    fine = json.loads((out / "postln" / "1-1" / "seed1" / "scores.json").read_text())
+    assert fine["status"] == "completed" and fine["bleu_tokenized"] is not None
+    table = (out / "table.md").read_text()
+    assert "diverged" in table and f"{fine['bleu_tokenized']:.2f}" in table
+    assert (out / "curves_2-2.png").is_file() and (out / "bleu_vs_depth.png").is_file()
 
 
 def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
