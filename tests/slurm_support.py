@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_DIR = REPO / "slurm"
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
-SNAKEMAKE = str(VENV_BIN / "snakemake") if (VENV_BIN / "snakemake").exists() else "snakemake"
+# Snakemake as the SLURM tests start it: its real command line, with the SLURM plugin's
+# status checks kept close together (tests/slurm_snakemake.py says why).
+SNAKEMAKE = [sys.executable, "-P", str(REPO / "tests" / "slurm_snakemake.py")]
 START_HINT = "start one with: sudo bash scripts/slurm-local-cluster.sh start"
 
 # The executor plugin logs one such line per sbatch submission.
@@ -151,7 +154,7 @@ def run_snakemake(
     args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SNAKEMAKE, *args],
+        [*SNAKEMAKE, *args],
         cwd=cwd,
         env=snakemake_env(env),
         capture_output=True,

@@ -125,7 +125,7 @@ def test_jobs_that_fit_are_submitted(setup: tuple[Path, list[str]]) -> None:
     """The check lets them through: the run reaches sbatch.  It is stopped there (Ctrl-C,
     and the job cancelled), so that the test does not wait for a shared cluster's queue."""
     _, args = setup
-    cmd = [SNAKEMAKE, "resources/demo/raw", *args]
+    cmd = [*SNAKEMAKE, "resources/demo/raw", *args]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,

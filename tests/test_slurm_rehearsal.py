@@ -102,7 +102,7 @@ def _args(cluster: Cluster, *targets: str, config: Sequence[str] = ()) -> list[s
 def _start(cluster: Cluster, args: list[str], log: Path, env: dict[str, str] | None = None):
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed by _finish
     proc = subprocess.Popen(
-        [SNAKEMAKE, *args], cwd=REPO, env=snakemake_env(env), stdout=handle,
+        [*SNAKEMAKE, *args], cwd=REPO, env=snakemake_env(env), stdout=handle,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     proc.log_handle = handle  # type: ignore[attr-defined]
