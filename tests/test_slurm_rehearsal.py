@@ -35,11 +35,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from tests.slurm_support import (
 )
 from tests.slurm_support import LocalCluster as Cluster
 from tests.steps_support import probe_folder
-from tests.test_status import hours_rows, run_rows
+from tests.test_status import hours_rows, run_rows, status
 
 pytestmark = pytest.mark.slow
 
@@ -156,10 +155,11 @@ def _wait(
 class Followed:
     """What ``admin.status`` said while the rehearsal ran, and once it was done."""
 
-    seen: list[tuple[str, ...]]  # (run, state, job, squeue's comment and workdir)
-    sample: str  # the status while a run trained, with progress if it was seen
-    progress: dict[str, list[int]]  # updates seen while training, per run
-    errors: list[str]
+    # (run, state, job, squeue's comment and workdir)
+    seen: list[tuple[str, ...]] = field(default_factory=list)
+    sample: str = ""  # the status while a run trained, with progress if it was seen
+    progress: dict[str, list[int]] = field(default_factory=dict)  # updates seen, per run
+    errors: list[str] = field(default_factory=list)
     done: str = ""
 
 
@@ -182,13 +182,19 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     proc = _start(cluster, _args(cluster, TARGET), log, env=env)
     cancelled: list[str] = []
 
+    def mid_epoch_job(run: Path, timeout: float) -> str:
+        """The SLURM job training ``run``, once the run has its first mid-epoch checkpoint."""
+        run_dir = cluster.workdir / run
+        _wait(lambda: list((run_dir / "checkpoints").glob("checkpoint_1_*.pt")), timeout,
+              f"the first mid-epoch checkpoint of {run}", proc, interval=0.1)  # fmt: skip
+        job = _train_job(log, run_dir)
+        assert job is not None, f"no training job of {run} in the log"
+        return job
+
     def preempt() -> None:
         """scancel the two-node Post-LN training after its first mid-epoch checkpoint."""
-        ckpt = cluster.workdir / TWO_NODE_RUN / "checkpoints" / "checkpoint_1_4.pt"
         try:
-            _wait(ckpt.exists, 900, "the first mid-epoch checkpoint of the 60-12 run", proc)
-            job = _train_job(log, cluster.workdir / TWO_NODE_RUN)
-            assert job is not None
+            job = mid_epoch_job(TWO_NODE_RUN, 900)
             subprocess.run(["scancel", job], check=True, timeout=30)
             cancelled.append(job)
         except AssertionError as err:
@@ -199,13 +205,8 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
     def node_failure() -> None:
         """Set node n2 DOWN under the two-node Pre-LN training after its first mid-epoch
         checkpoint, until SLURM has requeued the job; then bring the node back."""
-        run_dir = cluster.workdir / NODE_DOWN_RUN
         try:
-            _wait(lambda: list((run_dir / "checkpoints").glob("checkpoint_1_*.pt")), 1200,
-                  "the first mid-epoch checkpoint of the Pre-LN 60-12 run", proc,
-                  interval=0.1)  # fmt: skip
-            job = _train_job(log, run_dir)
-            assert job is not None
+            job = mid_epoch_job(NODE_DOWN_RUN, 1200)
             subprocess.run(["scontrol", "update", "NodeName=n2", "State=DOWN",
                             "Reason=drill"], check=True, timeout=30)  # fmt: skip
             _wait(lambda: squeue_fields(job, "%T") in ("PENDING", "REQUEUED"), 120,
@@ -216,7 +217,7 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
         finally:
             subprocess.run(["scontrol", "update", "NodeName=n2", "State=RESUME"], timeout=30)
 
-    followed = Followed([], "", {}, [])
+    followed = Followed()
 
     def follow() -> None:
         """Poll the status while Snakemake runs; note each job it names with squeue's
@@ -254,13 +255,8 @@ def rehearsal(cluster: Cluster) -> Rehearsal:
 
 def _status(cluster: Cluster) -> str:
     """``python -m admin.status`` of the rehearsal, as a user runs it beside Snakemake."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "admin.status", TARGET, "--directory", str(cluster.workdir),
-         "--configfile", *cluster.configfiles, "--config", "rehearsal=true"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return status(TARGET, workdir=cluster.workdir, configfile=cluster.configfiles,
+                  config=["rehearsal=true"])  # fmt: skip
 
 
 def _with_probe() -> str:
@@ -405,10 +401,6 @@ def test_a_cancelled_two_node_training_resumes(cluster: Cluster, rehearsal: Rehe
     assert status["status"] == "completed" and status["num_updates"] == max(updates)
 
 
-def _one_attempt(run_dir: Path) -> bool:
-    return len(_attempts(run_dir)) == 1
-
-
 def test_status_follows_the_rehearsal(cluster: Cluster, rehearsal: Rehearsal):
     """``admin.status`` beside the running rehearsal: every job it names is the one
     squeue lists for that run's profiling, its training (a two-node run's own train job)
@@ -456,7 +448,7 @@ def test_status_follows_the_rehearsal(cluster: Cluster, rehearsal: Rehearsal):
         # one attempt (the two runs hit by a fault resume from a checkpoint behind it)
         seen_updates = followed.progress.get(run, [])
         assert all(0 < u <= done["num_updates"] for u in seen_updates), (run, seen_updates)
-        if _one_attempt(folder):
+        if len(_attempts(folder)) == 1:
             assert seen_updates == sorted(seen_updates), (run, seen_updates)
     hours = hours_rows(out)[DATASET]
     priced = budget.runs(cfg, DATASET, cluster.workdir / prefix / "resources")
@@ -615,4 +607,4 @@ def test_a_node_failure_requeues_and_the_run_resumes(cluster: Cluster, rehearsal
     assert loaded and int(loaded[0][1]) >= 4, attempts[1][-3000:]
     assert "training on 4 devices" in attempts[1]
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "completed" and status["epochs"] == status["stop"]["max_epoch"]
+    assert status["status"] == "completed" and status["epochs"] == status["stop"]["max_epoch"] == 2

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,13 @@ def tiny_config(matrix: dict[str, Any] = MATRIX) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def status(*args: Any, workdir: Path, configfile: Path) -> str:
+def status(*args: Any, workdir: Path, configfile: Path | Sequence[Path | str],
+           config: Sequence[str] = ()) -> str:  # fmt: skip
+    """``python -m admin.status ARGS`` of the workflow in ``workdir``, as a user runs it."""
+    files = [configfile] if isinstance(configfile, Path) else list(configfile)
     proc = subprocess.run(
         [sys.executable, "-m", "admin.status", *map(str, args), "--directory", str(workdir),
-         "--configfile", str(configfile)],
+         "--configfile", *map(str, files), *(["--config", *config] if config else [])],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
