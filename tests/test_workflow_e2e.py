@@ -24,7 +24,7 @@ from admin.common import run_folder as rf
 from admin.common.run_folder import RunKey
 from tests.conftest import REPO, VENV_BIN
 from tests.steps_support import step_env
-from tests.workflow_support import SNAKEMAKE, snakemake
+from tests.workflow_support import snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -80,11 +80,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     first run to train (Post-LN 2-2: the deep runs start first) has two epoch
     checkpoints; then what a user does: unlock, rerun the incomplete jobs."""
     workdir = tmp_path_factory.mktemp("demo")
-    args = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
-            *_overlay(workdir, SMALL)]  # fmt: skip
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    args, env = snakemake_cmd("--cores", "2", *_overlay(workdir, SMALL))
     run = workdir / "results" / "demo" / "postln" / "2-2" / "seed1"
     with open(workdir / "first.log", "w") as log:
+        # a session of its own: the kill takes Snakemake and every job it started
         first = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)  # fmt: skip
         try:
@@ -106,11 +105,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     killed_at = max(_updates((run / "checkpoints" / "train.log").read_text()), default=0)
     assert not (run / "status.json").exists()  # killed before its training ended
 
-    unlock = subprocess.run([*args, "--unlock"], cwd=workdir, env=env, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    unlock = _run(workdir, SMALL, "--unlock", timeout=120)
     assert unlock.returncode == 0, unlock.stderr[-4000:]
-    second = subprocess.run([*args, "--rerun-incomplete"], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    second = _run(workdir, SMALL, "--rerun-incomplete")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-8000:]
     return Demo(workdir, run, killed_at, _alive(descendants))
 

@@ -20,20 +20,24 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFMT = str(VENV_BIN / "snakefmt")
 
 
-def snakemake(
-    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``snakemake ARGS`` with the project's Snakefile, from the project's .venv."""
+def snakemake_cmd(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of ``snakemake ARGS`` with the project's Snakefile, from
+    the project's .venv (no SLURM variable of the caller's)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
     full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.update(env or {})
+    return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args], full_env
+
+
+def snakemake(
+    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``snakemake ARGS`` run to its end (see :func:`snakemake_cmd`)."""
+    argv, full_env = snakemake_cmd(*args, env=env)
     return subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
 
 
