@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not argv:
         raise SystemExit("usage: python -m admin.common.fairseq_import MODULE [ARGS...]")
     module = import_fairseq(argv[0])
-    sys.argv = [argv[0], *argv[1:]]
+    sys.argv = argv  # fairseq reads its options from sys.argv[1:]
     module.cli_main()
 
 
