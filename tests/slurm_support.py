@@ -28,6 +28,8 @@ from unittest.mock import MagicMock
 import pytest
 import yaml
 
+from tests.workflow_support import snakemake_env
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_DIR = REPO / "slurm"
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
@@ -133,21 +135,6 @@ def write_local_overlay(
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
     return dest
-
-
-def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a Snakemake run on the submit host: this one, without any
-    SLURM variable (Snakemake must submit, not believe it already runs inside a
-    job), the project's .venv first on PATH, plus ``env``."""
-    full_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))
-    }
-    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
-    if env:
-        full_env.update(env)
-    return full_env
 
 
 def run_snakemake(

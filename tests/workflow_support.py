@@ -20,15 +20,26 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFMT = str(VENV_BIN / "snakefmt")
 
 
+def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a Snakemake run on the submit host: this one, without any
+    SLURM variable (Snakemake must submit, not believe it already runs inside a
+    job), the project's .venv first on PATH, plus ``env``."""
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))
+    }
+    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.update(env or {})
+    return full_env
+
+
 def snakemake_cmd(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of ``snakemake ARGS`` with the project's Snakefile, from
-    the project's .venv (no SLURM variable of the caller's)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
-    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
-    full_env.update(env or {})
-    return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args], full_env
+    the project's .venv (see :func:`snakemake_env`)."""
+    return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args], snakemake_env(env)
 
 
 def snakemake(
